@@ -1,0 +1,543 @@
+//! Configuration: which checks a function runs, and their settings.
+//!
+//! Sources, merged in this order with JSON Merge Patch (RFC 7386: objects merge key by
+//! key, any other value replaces, `null` deletes):
+//! 1. built-in defaults (none: every setting has a default of its own);
+//! 2. the function's environment: `GREENLIGHT_CONFIG` (inline JSON) or
+//!    `GREENLIGHT_CONFIG_PARAMETER` (the name of an SSM parameter holding it);
+//! 3. ECS `hookDetails.greenlight`, per service and hook.
+//!
+//! Validation is strict inside Greenlight's own settings: an unknown key, a wrong type or
+//! an impossible value is an error naming the field path and what is expected. Keys of
+//! `hookDetails` outside `greenlight` belong to other tools and are left alone.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::checks::{self, CheckKind};
+use crate::duration::HumanDuration;
+use crate::protocol::{Stage, kind_of};
+
+/// The `hookDetails` key holding Greenlight's settings.
+pub const CONFIG_KEY: &str = "greenlight";
+/// The `hookDetails` key holding state carried between `IN_PROGRESS` invocations.
+pub const STATE_KEY: &str = "greenlightState";
+/// The `hookDetails` key holding the (trimmed) decision record of the answer.
+pub const DECISION_KEY: &str = "greenlightDecision";
+/// Environment variable holding the configuration as inline JSON.
+pub const ENV_INLINE: &str = "GREENLIGHT_CONFIG";
+/// Environment variable naming an SSM parameter that holds the configuration.
+pub const ENV_PARAMETER: &str = "GREENLIGHT_CONFIG_PARAMETER";
+
+/// A configuration problem: where it is and what is expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// Where the faulty value came from (`GREENLIGHT_CONFIG`, `hookDetails.greenlight`, …).
+    pub origin: String,
+    /// The field path inside it, e.g. `checks.health.timeout` (empty for the whole value).
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(
+                f,
+                "configuration error in {}: {}",
+                self.origin, self.message
+            )
+        } else {
+            write!(
+                f,
+                "configuration error in {} at {}: {}",
+                self.origin, self.path, self.message
+            )
+        }
+    }
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            origin: "configuration".into(),
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What a function does when no check applies at the stage it was called for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum NoChecksPolicy {
+    /// Answer SUCCEEDED, with "no checks configured" as the decision's reason and a warning
+    /// in the log.
+    #[default]
+    Pass,
+    /// Answer FAILED: a hook attached without checks is a mistake.
+    Fail,
+}
+
+/// What an error of the check itself (not a bad release: the check could not run) means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnError {
+    /// Fail closed: the hook fails (default).
+    #[default]
+    Fail,
+    /// Fail open: the check counts as passed, and the record says it failed open.
+    Pass,
+    /// Treat as pending and try again, until the check's `within` deadline.
+    Retry,
+}
+
+fn default_within() -> HumanDuration {
+    HumanDuration::secs(600)
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Settings every check has, whatever its type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckCommon {
+    /// `false` turns the check off (for one service, through `hookDetails`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// What it means when the check itself cannot run: `fail` (default), `pass`, `retry`.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Evaluate and record, but never block the deployment.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// ECS lifecycle stages at which the check runs; default: every stage the hook is
+    /// attached to. CodeDeploy invocations ignore this.
+    #[serde(default)]
+    pub stages: Option<Vec<String>>,
+    /// The longest the check may stay undecided (pending, or retrying errors), counted from
+    /// its first evaluation in this deployment; then it fails. Default `10m`.
+    #[serde(default = "default_within")]
+    pub within: HumanDuration,
+}
+
+/// One configured check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckConfig {
+    pub name: String,
+    pub common: CheckCommon,
+    pub kind: CheckKind,
+}
+
+impl CheckConfig {
+    /// Whether the check runs at this ECS stage (`None`: CodeDeploy, always).
+    pub fn runs_at(&self, stage: Option<&Stage>) -> bool {
+        match (&self.common.stages, stage) {
+            (Some(stages), Some(stage)) => stages.iter().any(|s| s == stage.as_str()),
+            _ => true,
+        }
+    }
+}
+
+/// Greenlight's top-level settings other than the checks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    /// What to do when no check applies at the stage: `pass` (default, with a warning) or
+    /// `fail`.
+    #[serde(default)]
+    pub when_no_checks: NoChecksPolicy,
+}
+
+/// The whole configuration, validated.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Config {
+    pub settings: Settings,
+    pub checks: Vec<CheckConfig>,
+}
+
+/// The configuration document, for the JSON Schema (parsing is done by [`parse`]).
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "Greenlight configuration")]
+#[allow(dead_code)]
+struct ConfigDocument {
+    /// The checks, by name. A name is 1-64 characters of letters, digits, `-` and `_`.
+    /// Set a check to `null` (in a later source) to remove it.
+    #[serde(default)]
+    checks: IndexMap<String, CheckDocument>,
+    #[serde(flatten)]
+    settings: Settings,
+}
+
+#[allow(dead_code)]
+struct CheckDocument;
+
+impl JsonSchema for CheckDocument {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Check".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let common = inline_schema::<CheckCommon>(generator);
+        let variants: Vec<Value> = checks::KINDS
+            .iter()
+            .map(|kind| {
+                let own = (kind.schema)(generator);
+                let mut properties = Map::new();
+                properties.insert(
+                    "type".into(),
+                    serde_json::json!({"const": kind.name, "description": kind.description}),
+                );
+                for source in [&own, &common] {
+                    if let Some(Value::Object(p)) = source.get("properties") {
+                        properties.extend(p.clone());
+                    }
+                }
+                let mut required = vec![Value::from("type")];
+                if let Some(Value::Array(r)) = own.get("required") {
+                    required.extend(r.iter().cloned());
+                }
+                serde_json::json!({
+                    "type": "object",
+                    "title": kind.name,
+                    "description": kind.description,
+                    "properties": properties,
+                    "required": required,
+                    "additionalProperties": false
+                })
+            })
+            .collect();
+        json_schema!({ "oneOf": variants })
+    }
+}
+
+/// A type's schema as a plain JSON object, with its definitions hoisted into the generator.
+pub(crate) fn inline_schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+    let schema = generator.root_schema_for::<T>();
+    let mut value = schema.to_value();
+    if let Some(Value::Object(defs)) = value.as_object_mut().and_then(|m| m.remove("$defs")) {
+        let target = generator.definitions_mut();
+        for (k, v) in defs {
+            target.insert(k, v);
+        }
+    }
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("$schema");
+        obj.remove("title");
+    }
+    value
+}
+
+/// The configuration's JSON Schema, generated from these types.
+pub fn json_schema() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let schema = generator.into_root_schema_for::<ConfigDocument>();
+    schema.to_value()
+}
+
+/// RFC 7386 JSON Merge Patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let t = target.as_object_mut().expect("made an object above");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// Deserialises with serde's message, but the path in front: `prefix.inner.path`.
+pub(crate) fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match (prefix.is_empty(), inner == ".") {
+            (true, _) => inner,
+            (false, true) => prefix.to_string(),
+            (false, false) => format!("{prefix}.{inner}"),
+        };
+        ConfigError::new(path, e.into_inner().to_string())
+    })
+}
+
+fn valid_check_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Keys a schema declares (for unknown-key messages that list what is allowed).
+pub(crate) fn schema_keys(schema: &Value) -> Vec<String> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn parse_check(name: &str, value: &Value) -> Result<CheckConfig, ConfigError> {
+    let at = format!("checks.{name}");
+    let Value::Object(map) = value else {
+        return Err(ConfigError::new(
+            at,
+            format!(
+                "is {}, expected an object such as {{\"type\": \"http\", \"url\": \"…\"}}",
+                kind_of(value)
+            ),
+        ));
+    };
+    let names: Vec<&str> = checks::KINDS.iter().map(|k| k.name).collect();
+    let type_name = match map.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(other) => {
+            return Err(ConfigError::new(
+                format!("{at}.type"),
+                format!(
+                    "is {}, expected one of: {}",
+                    kind_of(other),
+                    names.join(", ")
+                ),
+            ));
+        }
+        None => {
+            return Err(ConfigError::new(
+                format!("{at}.type"),
+                format!(
+                    "is missing; every check names its type, one of: {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+    };
+    let Some(kind) = checks::KINDS.iter().find(|k| k.name == type_name) else {
+        return Err(ConfigError::new(
+            format!("{at}.type"),
+            format!(
+                "unknown check type {type_name:?}; expected one of: {}",
+                names.join(", ")
+            ),
+        ));
+    };
+
+    let mut generator = SchemaGenerator::default();
+    let common_keys = schema_keys(&inline_schema::<CheckCommon>(&mut generator));
+    let kind_keys = schema_keys(&(kind.schema)(&mut generator));
+    let mut common = Map::new();
+    let mut own = Map::new();
+    for (k, v) in map {
+        if k == "type" {
+            continue;
+        }
+        if common_keys.contains(k) {
+            common.insert(k.clone(), v.clone());
+        } else if kind_keys.contains(k) {
+            own.insert(k.clone(), v.clone());
+        } else {
+            let mut allowed = kind_keys.clone();
+            allowed.extend(common_keys.iter().cloned());
+            return Err(ConfigError::new(
+                format!("{at}.{k}"),
+                format!(
+                    "unknown key for a {type_name} check; expected one of: type, {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    let common: CheckCommon = typed(Value::Object(common), &at)?;
+    if let Some(stages) = &common.stages {
+        for (i, s) in stages.iter().enumerate() {
+            if !Stage::KNOWN.iter().any(|k| k.as_str() == s) {
+                let known: Vec<&str> = Stage::KNOWN.iter().map(|k| k.as_str()).collect();
+                return Err(ConfigError::new(
+                    format!("{at}.stages[{i}]"),
+                    format!("unknown stage {s:?}; expected one of: {}", known.join(", ")),
+                ));
+            }
+        }
+    }
+    if common.within.get().is_zero() {
+        return Err(ConfigError::new(
+            format!("{at}.within"),
+            "must be longer than zero",
+        ));
+    }
+    let kind = (kind.parse)(Value::Object(own), &at)?;
+    Ok(CheckConfig {
+        name: name.to_string(),
+        common,
+        kind,
+    })
+}
+
+/// Validates a configuration document.
+pub fn parse(value: &Value) -> Result<Config, ConfigError> {
+    let Value::Object(map) = value else {
+        return Err(ConfigError::new(
+            "",
+            format!(
+                "is {}, expected a JSON object such as {{\"checks\": {{…}}}}",
+                kind_of(value)
+            ),
+        ));
+    };
+    let mut rest = map.clone();
+    let checks_value = rest.remove("checks");
+    let settings: Settings = typed(Value::Object(rest), "")?;
+    let mut checks = Vec::new();
+    match checks_value {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(entries)) => {
+            for (name, v) in &entries {
+                if !valid_check_name(name) {
+                    return Err(ConfigError::new(
+                        format!("checks.{name}"),
+                        "is not a valid check name: use 1-64 letters, digits, '-' or '_'",
+                    ));
+                }
+                if v.is_null() {
+                    continue;
+                }
+                let check = parse_check(name, v)?;
+                if check.common.enabled {
+                    checks.push(check);
+                }
+            }
+        }
+        Some(other) => {
+            return Err(ConfigError::new(
+                "checks",
+                format!(
+                    "is {}, expected an object of check name → check settings",
+                    kind_of(&other)
+                ),
+            ));
+        }
+    }
+    Ok(Config { settings, checks })
+}
+
+/// A configuration source: a name for messages, and its JSON.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub origin: String,
+    pub value: Value,
+}
+
+/// Merges the sources in order and validates the result. An error names the source
+/// whose value is at fault: the last one that set the field.
+pub fn resolve(sources: &[Source]) -> Result<Config, ConfigError> {
+    let mut merged = Value::Object(Map::new());
+    for s in sources {
+        if !s.value.is_object() {
+            return Err(ConfigError {
+                origin: s.origin.clone(),
+                path: String::new(),
+                message: format!(
+                    "is {}, expected a JSON object such as {{\"checks\": {{…}}}}",
+                    kind_of(&s.value)
+                ),
+            });
+        }
+        merge_patch(&mut merged, &s.value);
+    }
+    parse(&merged).map_err(|mut e| {
+        e.origin = sources
+            .iter()
+            .rev()
+            .find(|s| sets_path(&s.value, &e.path))
+            .map(|s| s.origin.clone())
+            .unwrap_or_else(|| "the merged configuration".to_string());
+        e
+    })
+}
+
+/// Whether `value` has something at the dotted `path` (`checks.health.timeout`,
+/// `checks.x.stages[1]`).
+fn sets_path(value: &Value, path: &str) -> bool {
+    let mut cur = value;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, index) = match part.find('[') {
+            Some(i) => (
+                &part[..i],
+                part[i + 1..].trim_end_matches(']').parse::<usize>().ok(),
+            ),
+            None => (part, None),
+        };
+        match cur.get(key) {
+            Some(v) => cur = v,
+            None => return false,
+        }
+        if let Some(i) = index {
+            match cur.get(i) {
+                Some(v) => cur = v,
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut t = json!({"a": {"b": 1, "c": 2}, "d": [1, 2]});
+        merge_patch(&mut t, &json!({"a": {"b": null, "e": 3}, "d": [3]}));
+        assert_eq!(t, json!({"a": {"c": 2, "e": 3}, "d": [3]}));
+    }
+
+    #[test]
+    fn error_names_the_source_that_set_the_field() {
+        let env = Source {
+            origin: "GREENLIGHT_CONFIG".into(),
+            value: json!({"checks": {"web": {"type": "http", "url": "http://x/health"}}}),
+        };
+        let hook = Source {
+            origin: "hookDetails.greenlight".into(),
+            value: json!({"checks": {"web": {"timeout": "soon"}}}),
+        };
+        let e = resolve(&[env.clone(), hook]).unwrap_err();
+        assert_eq!(e.origin, "hookDetails.greenlight");
+        assert_eq!(e.path, "checks.web.timeout");
+        let bad_env = Source {
+            origin: "GREENLIGHT_CONFIG".into(),
+            value: json!({"checks": {"web": {"type": "tcp"}}}),
+        };
+        let e = resolve(&[bad_env]).unwrap_err();
+        assert_eq!(e.origin, "GREENLIGHT_CONFIG");
+        assert!(e.to_string().contains("unknown check type \"tcp\""), "{e}");
+    }
+
+    #[test]
+    fn later_source_can_remove_or_disable_a_check() {
+        let env = Source {
+            origin: "env".into(),
+            value: json!({"checks": {"a": {"type": "http", "url": "http://x/"}, "b": {"type": "http", "url": "http://y/"}}}),
+        };
+        let hook = Source {
+            origin: "hook".into(),
+            value: json!({"checks": {"a": null, "b": {"enabled": false}}}),
+        };
+        assert!(resolve(&[env, hook]).unwrap().checks.is_empty());
+    }
+}

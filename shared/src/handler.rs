@@ -1,0 +1,436 @@
+//! The hook runtime: takes any event, decides, and always answers.
+//!
+//! * ECS: returns `SUCCEEDED`, `FAILED` or `IN_PROGRESS` (with `callBackDelay` and the
+//!   state to carry in `hookDetails`).
+//! * CodeDeploy: reports `Succeeded` or `Failed` through the CodeDeploy API, exactly once,
+//!   and returns a small summary (CodeDeploy ignores it).
+//!
+//! Every path answers: a malformed event, a broken configuration, an AWS error, a hung
+//! dependency (the budget cuts it off) and a panic all end as `FAILED` / `Failed` with a
+//! reason.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, SystemTime};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use crate::budget::Budget;
+use crate::checks::{self, CheckContext};
+use crate::config::{
+    self, CONFIG_KEY, CheckConfig, Config, ConfigError, DECISION_KEY, NoChecksPolicy, STATE_KEY,
+    Source,
+};
+use crate::deployment::Deployment;
+use crate::protocol::codedeploy::{self, ReportStatus, Reported};
+use crate::protocol::{
+    self, CodeDeployEvent, EcsEvent, EcsResponse, HookStatus, Invocation, Stage,
+};
+use crate::record::DecisionRecord;
+use crate::role::Role;
+use crate::runner::{self, RunState, RunVerdict};
+use crate::services::Services;
+use crate::verdict::Evaluation;
+
+/// What an invocation decided, before it is put into one protocol's terms.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub status: HookStatus,
+    pub call_back_delay: Option<u64>,
+    pub record: DecisionRecord,
+    pub state: Option<RunState>,
+}
+
+impl Decision {
+    fn new(
+        role: Role,
+        status: HookStatus,
+        reason: impl Into<String>,
+        deployment: Option<Deployment>,
+    ) -> Decision {
+        Decision {
+            status,
+            call_back_delay: None,
+            record: DecisionRecord {
+                function: role.name().to_string(),
+                verdict: status.as_str().to_string(),
+                reason: reason.into(),
+                call_back_delay: None,
+                deployment,
+                checks: Vec::new(),
+                notes: Vec::new(),
+                invocation: 1,
+                elapsed_ms: 0,
+                budget_ms: 0,
+            },
+            state: None,
+        }
+    }
+
+    fn failed(role: Role, reason: impl Into<String>, deployment: Option<Deployment>) -> Decision {
+        Decision::new(role, HookStatus::Failed, reason, deployment)
+    }
+}
+
+/// The Lambda entry point's body: answers `event`, invoked with the Lambda `deadline`.
+pub async fn handle(
+    services: &Services,
+    role: Role,
+    event: &Value,
+    deadline: SystemTime,
+) -> Result<Value, String> {
+    let started = Instant::now();
+    let budget = Budget::until(deadline);
+    match protocol::parse(event) {
+        Err(e) => {
+            let d = Decision::failed(role, format!("the event was not understood: {e}"), None);
+            Ok(finish_ecs(d, &Map::new(), started, &budget))
+        }
+        Ok(Invocation::Ecs(ev)) => {
+            let deployment = Deployment::from_ecs(role, &ev);
+            let d = guarded(
+                role,
+                &budget,
+                Some(deployment.clone()),
+                decide_ecs(services, role, &ev, deployment, budget),
+            )
+            .await;
+            Ok(finish_ecs(d, &ev.hook_details, started, &budget))
+        }
+        Ok(Invocation::CodeDeploy(ev)) => {
+            let deployment = Deployment::from_codedeploy(role, &ev);
+            let mut d = guarded(
+                role,
+                &budget,
+                Some(deployment.clone()),
+                decide_codedeploy(services, role, deployment, budget),
+            )
+            .await;
+            d.record.elapsed_ms = started.elapsed().as_millis() as u64;
+            d.record.budget_ms = budget.end().saturating_duration_since(started).as_millis() as u64;
+            report_codedeploy(services, &ev, d, &budget).await
+        }
+    }
+}
+
+/// Runs a decision, turning a panic or an overrun of the budget into `FAILED`.
+async fn guarded(
+    role: Role,
+    budget: &Budget,
+    deployment: Option<Deployment>,
+    decide: impl Future<Output = Decision>,
+) -> Decision {
+    // The decision may use the budget and half of the margin; the other half is kept for
+    // the answer or the report.
+    let margin = budget.until_deadline().saturating_sub(budget.remaining());
+    let limit = budget.remaining() + margin / 2;
+    match tokio::time::timeout(limit, AssertUnwindSafe(decide).catch_unwind()).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(panic)) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Decision::failed(
+                role,
+                format!("internal error: Greenlight panicked ({msg}); failing closed"),
+                deployment,
+            )
+        }
+        Err(_) => Decision::failed(
+            role,
+            format!(
+                "no decision within the invocation's time budget ({} ms); failing closed",
+                limit.as_millis()
+            ),
+            deployment,
+        ),
+    }
+}
+
+/// The ECS answer: `hookDetails` keeps every key it came with (configuration included, as
+/// ECS may replace rather than merge), drops old Greenlight state, and adds the decision
+/// and, with `IN_PROGRESS`, the state to carry.
+fn finish_ecs(
+    mut d: Decision,
+    incoming: &Map<String, Value>,
+    started: Instant,
+    budget: &Budget,
+) -> Value {
+    d.record.elapsed_ms = started.elapsed().as_millis() as u64;
+    d.record.budget_ms = budget.end().saturating_duration_since(started).as_millis() as u64;
+    d.record.call_back_delay = d.call_back_delay;
+    d.record.verdict = d.status.as_str().to_string();
+    d.record.log();
+    let mut details = incoming.clone();
+    details.shift_remove(STATE_KEY);
+    details.shift_remove(DECISION_KEY);
+    if d.status == HookStatus::InProgress
+        && let Some(state) = &d.state
+    {
+        details.insert(
+            STATE_KEY.into(),
+            serde_json::to_value(state).unwrap_or(Value::Null),
+        );
+    }
+    details.insert(DECISION_KEY.into(), d.record.trimmed());
+    EcsResponse {
+        hook_status: d.status,
+        call_back_delay: d.call_back_delay,
+        hook_details: details,
+    }
+    .to_value()
+}
+
+async fn report_codedeploy(
+    services: &Services,
+    ev: &CodeDeployEvent,
+    mut d: Decision,
+    budget: &Budget,
+) -> Result<Value, String> {
+    let status = match d.status {
+        HookStatus::Succeeded => ReportStatus::Succeeded,
+        HookStatus::Failed => ReportStatus::Failed,
+        HookStatus::InProgress => {
+            d.record.reason = format!(
+                "undecided when this invocation's time budget ran out: {}",
+                d.record.reason
+            );
+            ReportStatus::Failed
+        }
+    };
+    d.record.verdict = status.as_str().to_string();
+    d.record.log();
+    let limit = budget
+        .until_deadline()
+        .saturating_sub(Duration::from_millis(100))
+        .max(Duration::from_millis(100));
+    let client = services.codedeploy().await;
+    match codedeploy::report(client, ev, status, limit).await {
+        Ok(Reported::Accepted) => {
+            tracing::info!(deployment = %ev.deployment_id, status = status.as_str(), "reported to CodeDeploy");
+            Ok(json!({"reported": status.as_str(), "reason": d.record.reason}))
+        }
+        Ok(Reported::AlreadyCompleted) => {
+            tracing::info!(deployment = %ev.deployment_id, "CodeDeploy already has a status for this hook execution; nothing to do");
+            Ok(json!({"reported": "AlreadyCompleted", "reason": d.record.reason}))
+        }
+        Err(e) => {
+            tracing::error!(
+                deployment = %ev.deployment_id,
+                status = status.as_str(),
+                "COULD NOT REPORT TO CODEDEPLOY: {e}. The deployment waits until CodeDeploy's one-hour limit unless a retry of this invocation reports."
+            );
+            Err(format!(
+                "could not report {} to CodeDeploy: {e}",
+                status.as_str()
+            ))
+        }
+    }
+}
+
+/// Reads Greenlight's settings from `hookDetails.greenlight`.
+fn hook_source(details: &Map<String, Value>) -> Result<Option<Source>, ConfigError> {
+    let origin = format!("hookDetails.{CONFIG_KEY}");
+    match details.get(CONFIG_KEY) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(_)) => Ok(Some(Source {
+            origin,
+            value: details[CONFIG_KEY].clone(),
+        })),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(v @ Value::Object(_)) => Ok(Some(Source { origin, value: v })),
+            _ => Err(ConfigError {
+                origin,
+                path: String::new(),
+                message: "is a string that does not hold a JSON object".into(),
+            }),
+        },
+        Some(other) => Err(ConfigError {
+            origin,
+            path: String::new(),
+            message: format!(
+                "is {}, expected an object such as {{\"checks\": {{…}}}}",
+                protocol::kind_of(other)
+            ),
+        }),
+    }
+}
+
+async fn load_config(
+    services: &Services,
+    budget: &Budget,
+    hook: Option<Source>,
+) -> Result<Config, ConfigError> {
+    let mut sources = Vec::new();
+    if let Some(base) = services.base_config(budget).await? {
+        sources.push(base);
+    }
+    sources.extend(hook);
+    config::resolve(&sources)
+}
+
+async fn decide_ecs(
+    services: &Services,
+    role: Role,
+    ev: &EcsEvent,
+    deployment: Deployment,
+    budget: Budget,
+) -> Decision {
+    let mut notes = Vec::new();
+    let stage = deployment.stage.clone().unwrap_or(role.assumed_stage());
+    if deployment.stage_assumed {
+        notes.push(format!("the event has the flat launch-era shape and names no stage; handled as {stage}, the {role} function's stage"));
+    }
+    if let Stage::Unknown(s) = &stage {
+        tracing::warn!(stage = %s, "unknown lifecycle stage; handling it as the {role} function");
+        notes.push(format!(
+            "unknown lifecycle stage {s}; handled as the {role} function"
+        ));
+    }
+    if deployment.rolling_back() {
+        let to = deployment
+            .source_revision_arn
+            .clone()
+            .unwrap_or_else(|| "the previous revision".into());
+        let mut d = Decision::new(
+            role,
+            HookStatus::Succeeded,
+            format!(
+                "traffic is moving back to {to} at {stage} (rollback); checks never block a rollback"
+            ),
+            Some(deployment),
+        );
+        d.record.notes = notes;
+        return d;
+    }
+    let config = match hook_source(&ev.hook_details) {
+        Ok(hook) => load_config(services, &budget, hook).await,
+        Err(e) => Err(e),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            let mut d = Decision::failed(role, e.to_string(), Some(deployment));
+            d.record.notes = notes;
+            return d;
+        }
+    };
+    let prior = match ev.hook_details.get(STATE_KEY) {
+        None => RunState::fresh(&deployment.key),
+        Some(v) => match serde_json::from_value::<RunState>(v.clone()) {
+            Ok(s) if s.deployment == deployment.key && s.v == runner::STATE_VERSION => s,
+            Ok(_) => {
+                notes.push(format!(
+                    "ignored {STATE_KEY} from another deployment or version"
+                ));
+                RunState::fresh(&deployment.key)
+            }
+            Err(e) => {
+                notes.push(format!("ignored an unreadable {STATE_KEY}: {e}"));
+                RunState::fresh(&deployment.key)
+            }
+        },
+    };
+    let mut d = decide(
+        services,
+        role,
+        &config,
+        Some(&stage),
+        deployment,
+        prior,
+        budget,
+    )
+    .await;
+    d.record.notes.splice(0..0, notes);
+    d
+}
+
+async fn decide_codedeploy(
+    services: &Services,
+    role: Role,
+    deployment: Deployment,
+    budget: Budget,
+) -> Decision {
+    let config = match load_config(services, &budget, None).await {
+        Ok(c) => c,
+        Err(e) => return Decision::failed(role, e.to_string(), Some(deployment)),
+    };
+    let prior = RunState::fresh(&deployment.key);
+    decide(services, role, &config, None, deployment, prior, budget).await
+}
+
+/// Runs the checks that apply and turns the run into a decision.
+async fn decide(
+    services: &Services,
+    role: Role,
+    config: &Config,
+    stage: Option<&Stage>,
+    deployment: Deployment,
+    prior: RunState,
+    budget: Budget,
+) -> Decision {
+    let active: Vec<CheckConfig> = config
+        .checks
+        .iter()
+        .filter(|c| c.runs_at(stage))
+        .cloned()
+        .collect();
+    let at = stage.map(|s| format!(" at {s}")).unwrap_or_default();
+    if active.is_empty() {
+        let reason = format!(
+            "no checks configured for {role}{at}: nothing was verified. Configure checks in {} or hookDetails.{CONFIG_KEY}",
+            config::ENV_INLINE
+        );
+        return match config.settings.when_no_checks {
+            NoChecksPolicy::Pass => {
+                tracing::warn!("{reason}");
+                Decision::new(role, HookStatus::Succeeded, reason, Some(deployment))
+            }
+            NoChecksPolicy::Fail => Decision::failed(
+                role,
+                format!("{reason} (whenNoChecks: fail)"),
+                Some(deployment),
+            ),
+        };
+    }
+    let report = {
+        let evaluator = evaluate_with(services, &deployment);
+        runner::run(&active, prior, budget, &evaluator).await
+    };
+    let (status, delay) = match report.verdict {
+        RunVerdict::Succeeded => (HookStatus::Succeeded, None),
+        RunVerdict::Failed => (HookStatus::Failed, None),
+        RunVerdict::Pending { call_back_after } => (
+            HookStatus::InProgress,
+            Some(call_back_after.as_secs_f64().ceil() as u64),
+        ),
+    };
+    let mut d = Decision::new(role, status, report.reason, Some(deployment));
+    d.call_back_delay = delay;
+    d.record.checks = report.checks;
+    d.record.invocation = report.state.invocations;
+    d.state = Some(report.state);
+    d
+}
+
+/// The production evaluator: real checks with the process's services.
+fn evaluate_with<'a>(
+    services: &'a Services,
+    deployment: &'a Deployment,
+) -> impl Fn(&'a CheckConfig, Value, Budget) -> BoxFuture<'a, Evaluation> + Sync + 'a {
+    move |check, data, budget| {
+        Box::pin(async move {
+            let ctx = CheckContext {
+                deployment,
+                services,
+                state: &data,
+                budget,
+            };
+            checks::evaluate(&check.kind, &ctx).await
+        })
+    }
+}

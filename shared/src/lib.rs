@@ -1,0 +1,56 @@
+//! Greenlight: deployment gates for Amazon ECS blue/green and AWS CodeDeploy lifecycle
+//! hooks.
+//!
+//! Four thin Lambda binaries (`before-install`, `after-install`, `before-allow-traffic`,
+//! `after-allow-traffic`) call [`run`] with their [`Role`]; this crate does the rest:
+//!
+//! * [`protocol`]: the ECS and CodeDeploy contracts, in and out;
+//! * [`deployment`]: the facts of the deployment every check can use;
+//! * [`config`]: the configuration, its sources, strict validation, and its JSON Schema;
+//! * [`checks`]: one module per check kind;
+//! * [`runner`]: concurrent checks inside a time budget, polling, policies, the verdict;
+//! * [`record`]: the decision record;
+//! * [`handler`]: the hook runtime that always answers.
+
+pub mod budget;
+pub mod checks;
+pub mod config;
+pub mod deployment;
+pub mod duration;
+pub mod handler;
+pub mod protocol;
+pub mod record;
+pub mod role;
+pub mod runner;
+pub mod services;
+pub mod verdict;
+
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+pub use lambda_runtime::Error;
+pub use role::Role;
+pub use services::Services;
+
+/// Runs the Lambda function for `role`: sets up logging (JSON when
+/// `AWS_LAMBDA_LOG_FORMAT=JSON`), builds the process-wide services once, and serves
+/// invocations.
+pub async fn run(role: Role) -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let services = Arc::new(Services::from_env());
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let services = Arc::clone(&services);
+        async move {
+            let deadline =
+                budget::lambda_deadline(event.context.deadline, std::time::SystemTime::now());
+            // Boxed: the hook's future is deep, and a box keeps the binaries' type layout
+            // shallow.
+            let answer: futures::future::BoxFuture<'_, Result<Value, String>> =
+                Box::pin(handler::handle(&services, role, &event.payload, deadline));
+            answer.await.map_err(Error::from)
+        }
+    }))
+    .await
+}

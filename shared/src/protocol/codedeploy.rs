@@ -1,0 +1,120 @@
+//! CodeDeploy lifecycle event hooks: the event, and the status report sent back through
+//! `PutLifecycleEventHookExecutionStatus`.
+
+use std::time::Duration;
+
+use aws_sdk_codedeploy::error::ProvideErrorMetadata;
+use aws_sdk_codedeploy::operation::put_lifecycle_event_hook_execution_status::PutLifecycleEventHookExecutionStatusError;
+use aws_sdk_codedeploy::types::LifecycleEventStatus;
+use serde_json::Value;
+
+use super::{EventError, kind_of};
+
+/// `{"DeploymentId": "d-…", "LifecycleEventHookExecutionId": "…"}`: all CodeDeploy sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeDeployEvent {
+    pub deployment_id: String,
+    pub execution_id: String,
+}
+
+pub fn parse(event: &Value) -> Result<CodeDeployEvent, EventError> {
+    let field = |name: &str| -> Result<String, EventError> {
+        match event.get(name) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+            Some(Value::String(_)) => Err(EventError(format!(
+                "CodeDeploy event: {name} is empty; CodeDeploy always sends it"
+            ))),
+            Some(other) => Err(EventError(format!(
+                "CodeDeploy event: {name} is {}, expected a string",
+                kind_of(other)
+            ))),
+            None => Err(EventError(format!(
+                "CodeDeploy event: {name} is missing; a CodeDeploy lifecycle hook event has \
+                 DeploymentId and LifecycleEventHookExecutionId"
+            ))),
+        }
+    };
+    Ok(CodeDeployEvent {
+        deployment_id: field("DeploymentId")?,
+        execution_id: field("LifecycleEventHookExecutionId")?,
+    })
+}
+
+/// The two statuses CodeDeploy accepts from a hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportStatus {
+    Succeeded,
+    Failed,
+}
+
+impl ReportStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportStatus::Succeeded => "Succeeded",
+            ReportStatus::Failed => "Failed",
+        }
+    }
+}
+
+/// What happened to a report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reported {
+    /// CodeDeploy took the status.
+    Accepted,
+    /// An earlier invocation (a retry of the same event) already reported: nothing to do.
+    AlreadyCompleted,
+}
+
+/// The IAM permission the report needs; named in errors.
+pub const REPORT_PERMISSION: &str = "codedeploy:PutLifecycleEventHookExecutionStatus";
+
+/// Sends the status, within `limit`. The SDK retries throttling and 5xx replies with
+/// backoff; the limit bounds all of it.
+pub async fn report(
+    client: &aws_sdk_codedeploy::Client,
+    event: &CodeDeployEvent,
+    status: ReportStatus,
+    limit: Duration,
+) -> Result<Reported, String> {
+    let call = client
+        .put_lifecycle_event_hook_execution_status()
+        .deployment_id(&event.deployment_id)
+        .lifecycle_event_hook_execution_id(&event.execution_id)
+        .status(LifecycleEventStatus::from(status.as_str()))
+        .send();
+    match tokio::time::timeout(limit, call).await {
+        Err(_) => Err(format!(
+            "CodeDeploy did not accept the {} report within {} ms",
+            status.as_str(),
+            limit.as_millis()
+        )),
+        Ok(Ok(_)) => Ok(Reported::Accepted),
+        Ok(Err(err)) => {
+            let service = err.as_service_error();
+            if matches!(
+                service,
+                Some(PutLifecycleEventHookExecutionStatusError::LifecycleEventAlreadyCompletedException(_))
+            ) {
+                return Ok(Reported::AlreadyCompleted);
+            }
+            let code = err.code().unwrap_or("unknown").to_string();
+            let message = err.message().unwrap_or("").to_string();
+            if code.contains("AccessDenied") || code.contains("Unauthorized") {
+                Err(format!(
+                    "the function's role may not report to CodeDeploy: grant {REPORT_PERMISSION} ({code}: {message})"
+                ))
+            } else if service.is_some() {
+                Err(format!(
+                    "CodeDeploy refused the {} report: {code}: {message}",
+                    status.as_str()
+                ))
+            } else {
+                Err(format!(
+                    "the {} report could not be sent to CodeDeploy: {}",
+                    status.as_str(),
+                    aws_sdk_codedeploy::error::DisplayErrorContext(&err)
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The decision record: one per invocation, saying what each check saw, what it expected,
+//! its verdict and why. It goes to the log in full and, trimmed, into the answer.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::deployment::Deployment;
+
+/// One check's line in the record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRecord {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pass`, `fail`, `pending` or `error`: what the check itself found.
+    pub verdict: String,
+    /// What the verdict did to the deployment: `passed`, `blocked`, `waiting`,
+    /// `failedOpen` (error, `onError: pass`), `retrying` (error, `onError: retry`),
+    /// `dryRun` (recorded only), `skipped`.
+    pub effect: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub observed: Value,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub expected: Value,
+    pub attempts: u32,
+    pub duration_ms: u64,
+}
+
+/// The record of one invocation.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionRecord {
+    pub function: String,
+    /// `SUCCEEDED`, `FAILED` or `IN_PROGRESS` (CodeDeploy: the report sent is `Succeeded`
+    /// or `Failed`).
+    pub verdict: String,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_back_delay: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<Deployment>,
+    pub checks: Vec<CheckRecord>,
+    /// Warnings a person should see (an assumed stage, ignored state, …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Which invocation of this hook in this deployment (1 for the first).
+    pub invocation: u32,
+    pub elapsed_ms: u64,
+    /// The time this invocation had for checks, after the safety margin.
+    pub budget_ms: u64,
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Longest reason kept in the answer's `hookDetails`.
+pub const ANSWER_REASON_CHARS: usize = 500;
+/// At most this many checks are listed in the answer; the log has them all.
+pub const ANSWER_MAX_CHECKS: usize = 20;
+
+impl DecisionRecord {
+    /// The trimmed form carried in the answer: verdicts and reasons, no evidence.
+    pub fn trimmed(&self) -> Value {
+        let checks: Vec<Value> = self
+            .checks
+            .iter()
+            .take(ANSWER_MAX_CHECKS)
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "type": c.kind,
+                    "verdict": c.verdict,
+                    "effect": c.effect,
+                    "reason": clip(&c.reason, ANSWER_REASON_CHARS),
+                })
+            })
+            .collect();
+        let mut v = json!({
+            "function": self.function,
+            "verdict": self.verdict,
+            "reason": clip(&self.reason, ANSWER_REASON_CHARS * 2),
+            "checks": checks,
+            "invocation": self.invocation,
+        });
+        if let Some(stage) = self.deployment.as_ref().and_then(|d| d.stage.as_ref()) {
+            v["stage"] = json!(stage.as_str());
+        }
+        if self.checks.len() > ANSWER_MAX_CHECKS {
+            v["checksOmitted"] = json!(self.checks.len() - ANSWER_MAX_CHECKS);
+        }
+        if !self.notes.is_empty() {
+            v["notes"] = json!(
+                self.notes
+                    .iter()
+                    .map(|n| clip(n, ANSWER_REASON_CHARS))
+                    .collect::<Vec<_>>()
+            );
+        }
+        v
+    }
+
+    /// Writes the record to the log: one line, the full record as JSON in `decision`.
+    pub fn log(&self) {
+        let full = serde_json::to_string(self).unwrap_or_default();
+        match self.verdict.as_str() {
+            "FAILED" | "Failed" => {
+                tracing::warn!(decision = %full, "{} {}: {}", self.function, self.verdict, self.reason)
+            }
+            _ => {
+                tracing::info!(decision = %full, "{} {}: {}", self.function, self.verdict, self.reason)
+            }
+        }
+    }
+}

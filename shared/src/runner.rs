@@ -1,0 +1,410 @@
+//! The runner: evaluates a function's checks concurrently inside the invocation's time
+//! budget, polls pending ones while the budget allows, applies each check's `onError` and
+//! `dryRun` policy, and turns the results into one verdict.
+//!
+//! Across invocations (ECS `IN_PROGRESS`), what each check has established travels in
+//! [`RunState`]; a check that passed is not run again.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::budget::Budget;
+use crate::config::{CheckConfig, OnError};
+use crate::record::CheckRecord;
+use crate::verdict::{Evaluation, Outcome};
+
+/// The state format version carried in `hookDetails`.
+pub const STATE_VERSION: u32 = 1;
+
+/// What a check has established so far in this deployment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckState {
+    /// `passed` or `pending`.
+    pub status: String,
+    /// When the check was first evaluated in this deployment (ms since the epoch).
+    pub first_at_ms: u64,
+    pub attempts: u32,
+    pub reason: String,
+    /// The check's own state.
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// State carried between invocations of one hook in one deployment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunState {
+    pub v: u32,
+    /// The deployment this state belongs to ([`crate::deployment::Deployment::key`]).
+    pub deployment: String,
+    pub invocations: u32,
+    pub started_at_ms: u64,
+    pub checks: IndexMap<String, CheckState>,
+}
+
+impl RunState {
+    pub fn fresh(deployment: &str) -> RunState {
+        RunState {
+            v: STATE_VERSION,
+            deployment: deployment.to_string(),
+            invocations: 0,
+            started_at_ms: now_ms(),
+            checks: IndexMap::new(),
+        }
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The verdict of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunVerdict {
+    Succeeded,
+    Failed,
+    /// Still undecided when the budget ran out: ask again after this long.
+    Pending {
+        call_back_after: Duration,
+    },
+}
+
+/// The result of a run: the verdict, why, each check's record and the state to carry.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub verdict: RunVerdict,
+    pub reason: String,
+    pub checks: Vec<CheckRecord>,
+    pub state: RunState,
+}
+
+/// Evaluates one check once, given its carried state and the budget.
+pub type Evaluator<'a> =
+    dyn Fn(&'a CheckConfig, Value, Budget) -> BoxFuture<'a, Evaluation> + Sync + 'a;
+
+/// The shortest wait between two evaluations of a pending check.
+pub const MIN_RETRY: Duration = Duration::from_millis(100);
+
+/// How long an error retried under `onError: retry` waits before the next try.
+pub const ERROR_RETRY: Duration = Duration::from_secs(10);
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+enum Decided {
+    Passed,
+    Blocked,
+    Waiting(Duration),
+}
+
+struct Live<'a> {
+    check: &'a CheckConfig,
+    state: CheckState,
+    decided: Option<Decided>,
+    next_at: Instant,
+    record: Option<CheckRecord>,
+}
+
+fn record(
+    check: &CheckConfig,
+    ev: &Evaluation,
+    effect: &str,
+    reason: String,
+    attempts: u32,
+    took: Duration,
+) -> CheckRecord {
+    CheckRecord {
+        name: check.name.clone(),
+        kind: check.kind.type_name().to_string(),
+        verdict: ev.outcome.label().to_string(),
+        effect: effect.to_string(),
+        reason,
+        observed: ev.observed.clone(),
+        expected: ev.expected.clone(),
+        attempts,
+        duration_ms: took.as_millis() as u64,
+    }
+}
+
+/// Applies a check's policies to one evaluation.
+fn judge(live: &mut Live<'_>, ev: Evaluation, took: Duration) {
+    let check = live.check;
+    let common = &check.common;
+    live.state.attempts += 1;
+    live.state.data = ev.state.clone();
+    let elapsed = Duration::from_millis(now_ms().saturating_sub(live.state.first_at_ms));
+    let overdue = elapsed >= common.within.get();
+    let attempts = live.state.attempts;
+
+    let (decided, effect, reason) = match &ev.outcome {
+        Outcome::Pass => (Decided::Passed, "passed", ev.reason.clone()),
+        Outcome::Fail => (Decided::Blocked, "blocked", ev.reason.clone()),
+        Outcome::Error => match common.on_error {
+            OnError::Fail => (
+                Decided::Blocked,
+                "blocked",
+                format!("the check could not run: {}", ev.reason),
+            ),
+            OnError::Pass => (
+                Decided::Passed,
+                "failedOpen",
+                format!(
+                    "the check could not run (failing open, onError: pass): {}",
+                    ev.reason
+                ),
+            ),
+            OnError::Retry if overdue => (
+                Decided::Blocked,
+                "blocked",
+                format!(
+                    "the check still could not run after {} (onError: retry): {}",
+                    common.within, ev.reason
+                ),
+            ),
+            OnError::Retry => (
+                Decided::Waiting(ERROR_RETRY),
+                "retrying",
+                format!(
+                    "the check could not run, retrying (onError: retry): {}",
+                    ev.reason
+                ),
+            ),
+        },
+        Outcome::Pending { .. } if overdue => (
+            Decided::Blocked,
+            "blocked",
+            format!(
+                "still undecided after {} (within): {}",
+                common.within, ev.reason
+            ),
+        ),
+        Outcome::Pending { retry_after } => (
+            Decided::Waiting((*retry_after).max(MIN_RETRY)),
+            "waiting",
+            ev.reason.clone(),
+        ),
+    };
+    let (decided, effect) = match (common.dry_run, decided) {
+        (true, Decided::Passed) => (Decided::Passed, effect),
+        (true, _) => (Decided::Passed, "dryRun"),
+        (false, d) => (d, effect),
+    };
+    live.state.status = if matches!(decided, Decided::Passed) {
+        "passed"
+    } else {
+        "pending"
+    }
+    .to_string();
+    live.state.reason = reason.clone();
+    live.record = Some(record(check, &ev, effect, reason, attempts, took));
+    live.decided = Some(decided);
+}
+
+/// Runs the checks. `prior` is the state from the previous invocation (or fresh).
+pub async fn run<'a>(
+    checks: &'a [CheckConfig],
+    prior: RunState,
+    budget: Budget,
+    evaluate: &Evaluator<'a>,
+) -> RunReport {
+    let mut state = prior;
+    state.invocations += 1;
+    let start_ms = now_ms();
+    let now = Instant::now();
+    let mut lives: Vec<Live<'a>> = checks
+        .iter()
+        .map(|check| {
+            let carried = state.checks.get(&check.name).cloned();
+            let passed_before = carried.as_ref().is_some_and(|c| c.status == "passed");
+            let cs = carried.unwrap_or(CheckState {
+                status: "pending".into(),
+                first_at_ms: start_ms,
+                attempts: 0,
+                reason: String::new(),
+                data: Value::Null,
+            });
+            let record = passed_before.then(|| CheckRecord {
+                name: check.name.clone(),
+                kind: check.kind.type_name().to_string(),
+                verdict: "pass".into(),
+                effect: "passed".into(),
+                reason: format!("passed in an earlier invocation: {}", cs.reason),
+                observed: Value::Null,
+                expected: Value::Null,
+                attempts: cs.attempts,
+                duration_ms: 0,
+            });
+            Live {
+                check,
+                decided: passed_before.then_some(Decided::Passed),
+                state: cs,
+                next_at: now,
+                record,
+            }
+        })
+        .collect();
+
+    let mut slowest = Duration::ZERO;
+    let verdict = loop {
+        // Evaluate every undecided check that is due.
+        let now = Instant::now();
+        let due: Vec<usize> = (0..lives.len())
+            .filter(|&i| {
+                !matches!(
+                    lives[i].decided,
+                    Some(Decided::Passed) | Some(Decided::Blocked)
+                ) && lives[i].next_at <= now
+            })
+            .collect();
+        let mut round: FuturesUnordered<_> = due
+            .iter()
+            .map(|&i| {
+                let check = lives[i].check;
+                let data = lives[i].state.data.clone();
+                async move {
+                    let started = Instant::now();
+                    let fut = AssertUnwindSafe(evaluate(check, data, budget)).catch_unwind();
+                    let ev = match budget.run(fut).await {
+                        Some(Ok(ev)) => ev,
+                        Some(Err(panic)) => Evaluation::error(format!(
+                            "the check panicked: {}",
+                            panic_message(&*panic)
+                        )),
+                        None => Evaluation::error(format!(
+                            "it did not finish within the time left in this invocation ({} ms)",
+                            started.elapsed().as_millis()
+                        )),
+                    };
+                    (i, ev, started.elapsed())
+                }
+            })
+            .collect();
+        let mut blocked = false;
+        while let Some((i, ev, took)) = round.next().await {
+            slowest = slowest.max(took);
+            judge(&mut lives[i], ev, took);
+            if matches!(lives[i].decided, Some(Decided::Blocked)) {
+                blocked = true;
+                break; // fail fast: the rest are dropped (cancelled)
+            }
+        }
+        drop(round);
+        if blocked {
+            break RunVerdict::Failed;
+        }
+        let waits: Vec<(usize, Duration)> = lives
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l.decided {
+                Some(Decided::Waiting(d)) => Some((i, d)),
+                None => Some((i, Duration::ZERO)),
+                _ => None,
+            })
+            .collect();
+        if waits.is_empty() {
+            break RunVerdict::Succeeded;
+        }
+        let now = Instant::now();
+        for &(i, d) in &waits {
+            if due.contains(&i) {
+                lives[i].next_at = now + d;
+            }
+        }
+        let next = waits
+            .iter()
+            .map(|&(i, _)| lives[i].next_at)
+            .min()
+            .unwrap_or(now);
+        if next + slowest < budget.end() {
+            tokio::time::sleep_until(next).await;
+            continue;
+        }
+        let after = next
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        break RunVerdict::Pending {
+            call_back_after: after,
+        };
+    };
+
+    let mut records = Vec::new();
+    for l in &lives {
+        let r = l.record.clone().unwrap_or_else(|| CheckRecord {
+            name: l.check.name.clone(),
+            kind: l.check.kind.type_name().to_string(),
+            verdict: "pending".into(),
+            effect: "skipped".into(),
+            reason: "not finished: another check blocked the deployment first".into(),
+            observed: Value::Null,
+            expected: Value::Null,
+            attempts: l.state.attempts,
+            duration_ms: 0,
+        });
+        records.push(r);
+        state.checks.insert(l.check.name.clone(), l.state.clone());
+    }
+    let reason = summarise(&verdict, &records);
+    RunReport {
+        verdict,
+        reason,
+        checks: records,
+        state,
+    }
+}
+
+fn summarise(verdict: &RunVerdict, records: &[CheckRecord]) -> String {
+    let by = |effect: &str| {
+        records
+            .iter()
+            .filter(|r| r.effect == effect)
+            .collect::<Vec<_>>()
+    };
+    let list = |rs: Vec<&CheckRecord>| {
+        rs.iter()
+            .map(|r| format!("{}: {}", r.name, r.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match verdict {
+        RunVerdict::Failed => format!("blocked by {}", list(by("blocked"))),
+        RunVerdict::Pending { .. } => {
+            let mut waiting = by("waiting");
+            waiting.extend(by("retrying"));
+            format!("waiting for {}", list(waiting))
+        }
+        RunVerdict::Succeeded => {
+            let passed = by("passed");
+            let mut s = format!(
+                "{} of {} checks passed: {}",
+                passed.len(),
+                records.len(),
+                list(passed)
+            );
+            let open = by("failedOpen");
+            if !open.is_empty() {
+                s.push_str(&format!("; failed open: {}", list(open)));
+            }
+            let dry = by("dryRun");
+            if !dry.is_empty() {
+                s.push_str(&format!("; dry run, not blocking: {}", list(dry)));
+            }
+            s
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! What lives for the whole process: the HTTP client, the AWS configuration and clients,
+//! and the function's own configuration source. Built once, on first use, never per
+//! invocation.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use crate::budget::Budget;
+use crate::config::{ConfigError, ENV_INLINE, ENV_PARAMETER, Source};
+
+/// Where the function's own configuration comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BaseConfig {
+    /// Neither variable is set.
+    #[default]
+    None,
+    /// `GREENLIGHT_CONFIG`: inline JSON.
+    Inline(String),
+    /// `GREENLIGHT_CONFIG_PARAMETER`: an SSM parameter name (String or SecureString).
+    Parameter(String),
+}
+
+impl BaseConfig {
+    pub fn from_env() -> Result<BaseConfig, ConfigError> {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        BaseConfig::from_env_values(get(ENV_INLINE), get(ENV_PARAMETER))
+    }
+
+    /// From the values of `GREENLIGHT_CONFIG` and `GREENLIGHT_CONFIG_PARAMETER`.
+    pub fn from_env_values(
+        inline: Option<String>,
+        parameter: Option<String>,
+    ) -> Result<BaseConfig, ConfigError> {
+        match (inline, parameter) {
+            (Some(_), Some(_)) => Err(ConfigError {
+                origin: "the function's environment".into(),
+                path: String::new(),
+                message: format!("both {ENV_INLINE} and {ENV_PARAMETER} are set; keep one"),
+            }),
+            (Some(json), None) => Ok(BaseConfig::Inline(json)),
+            (None, Some(name)) => Ok(BaseConfig::Parameter(name)),
+            (None, None) => Ok(BaseConfig::None),
+        }
+    }
+}
+
+/// The process-wide services.
+pub struct Services {
+    base: Result<BaseConfig, ConfigError>,
+    base_loaded: OnceCell<Option<Source>>,
+    sdk: OnceCell<SdkConfig>,
+    preset_sdk: Option<SdkConfig>,
+    http: reqwest::Client,
+    codedeploy: OnceCell<aws_sdk_codedeploy::Client>,
+    ssm: OnceCell<aws_sdk_ssm::Client>,
+}
+
+/// Retries and timeouts for every AWS call: standard retry mode (backoff with jitter on
+/// throttling and 5xx), four attempts, short connect and attempt timeouts. The
+/// invocation's budget bounds the whole call on top of this.
+pub fn aws_retry() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(4)
+        .with_initial_backoff(Duration::from_millis(200))
+}
+
+pub fn aws_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .build()
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("greenlight/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .expect("the HTTP client's settings are static and valid")
+}
+
+impl Services {
+    /// For a Lambda process: configuration from the environment, AWS settings from the
+    /// standard chain (`AWS_REGION`, the function's role, `AWS_ENDPOINT_URL`, …).
+    pub fn from_env() -> Services {
+        Services::new(BaseConfig::from_env(), None)
+    }
+
+    /// With an explicit configuration source and, optionally, a ready AWS configuration.
+    pub fn new(base: Result<BaseConfig, ConfigError>, sdk: Option<SdkConfig>) -> Services {
+        Services {
+            base,
+            base_loaded: OnceCell::new(),
+            sdk: OnceCell::new(),
+            preset_sdk: sdk,
+            http: http_client(),
+            codedeploy: OnceCell::new(),
+            ssm: OnceCell::new(),
+        }
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub async fn sdk_config(&self) -> &SdkConfig {
+        self.sdk
+            .get_or_init(|| async {
+                if let Some(preset) = &self.preset_sdk {
+                    return preset.clone();
+                }
+                aws_config::defaults(BehaviorVersion::latest())
+                    .retry_config(aws_retry())
+                    .timeout_config(aws_timeouts())
+                    .load()
+                    .await
+            })
+            .await
+    }
+
+    pub async fn codedeploy(&self) -> &aws_sdk_codedeploy::Client {
+        let sdk = self.sdk_config().await;
+        self.codedeploy
+            .get_or_init(|| async { aws_sdk_codedeploy::Client::new(sdk) })
+            .await
+    }
+
+    pub async fn ssm(&self) -> &aws_sdk_ssm::Client {
+        let sdk = self.sdk_config().await;
+        self.ssm
+            .get_or_init(|| async { aws_sdk_ssm::Client::new(sdk) })
+            .await
+    }
+
+    /// The function's own configuration (from its environment), loaded once. A failed
+    /// SSM read is not cached: the next invocation tries again.
+    pub async fn base_config(&self, budget: &Budget) -> Result<Option<Source>, ConfigError> {
+        let base = self.base.as_ref().map_err(Clone::clone)?;
+        self.base_loaded
+            .get_or_try_init(|| async {
+                match base {
+                    BaseConfig::None => Ok(None),
+                    BaseConfig::Inline(json) => parse_json(ENV_INLINE, json).map(Some),
+                    BaseConfig::Parameter(name) => {
+                        let origin = format!("SSM parameter {name} ({ENV_PARAMETER})");
+                        let call = self.ssm().await.get_parameter().name(name).with_decryption(true).send();
+                        let text = match budget.run(call).await {
+                            None => {
+                                return Err(ConfigError {
+                                    origin,
+                                    path: String::new(),
+                                    message: "SSM did not answer within the invocation's time budget".into(),
+                                });
+                            }
+                            Some(Err(e)) => {
+                                use aws_sdk_ssm::error::ProvideErrorMetadata;
+                                let code = e.code().unwrap_or("unknown error").to_string();
+                                let hint = if code.contains("AccessDenied") {
+                                    " (grant ssm:GetParameter on it, and kms:Decrypt for a SecureString)"
+                                } else if code.contains("ParameterNotFound") {
+                                    " (check the name and the region)"
+                                } else {
+                                    ""
+                                };
+                                return Err(ConfigError {
+                                    origin,
+                                    path: String::new(),
+                                    message: format!("could not be read: {code}{hint}"),
+                                });
+                            }
+                            Some(Ok(out)) => out.parameter.and_then(|p| p.value).unwrap_or_default(),
+                        };
+                        parse_json(&origin, &text).map(Some)
+                    }
+                }
+            })
+            .await
+            .cloned()
+    }
+}
+
+fn parse_json(origin: &str, text: &str) -> Result<Source, ConfigError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| ConfigError {
+        origin: origin.to_string(),
+        path: String::new(),
+        message: format!("is not valid JSON: {e}"),
+    })?;
+    Ok(Source {
+        origin: origin.to_string(),
+        value,
+    })
+}

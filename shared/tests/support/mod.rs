@@ -1,0 +1,187 @@
+//! Test support: real local HTTP servers and a local endpoint speaking CodeDeploy's JSON
+//! protocol, so the real SDK client is exercised end to end.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::any;
+use greenlight::Services;
+use greenlight::config::ConfigError;
+use greenlight::services::BaseConfig;
+use serde_json::Value;
+
+/// Serves `router` on a free loopback port until the test ends.
+pub async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    addr
+}
+
+/// An app whose `/health` answers `status` after `delay`.
+pub async fn app(status: u16, delay: Duration) -> SocketAddr {
+    serve(Router::new().route(
+        "/health",
+        any(move || async move {
+            tokio::time::sleep(delay).await;
+            (StatusCode::from_u16(status).unwrap(), "{\"status\":\"ok\"}")
+        }),
+    ))
+    .await
+}
+
+/// An app that answers `before` until `after_secs` have passed since it started, then 200.
+pub async fn app_turning_healthy(before: u16, after: Duration) -> SocketAddr {
+    let start = std::time::Instant::now();
+    serve(Router::new().route(
+        "/health",
+        any(move || async move {
+            let code = if start.elapsed() >= after {
+                200
+            } else {
+                before
+            };
+            (StatusCode::from_u16(code).unwrap(), "health")
+        }),
+    ))
+    .await
+}
+
+/// A deadline `d` from now, as Lambda gives it.
+pub fn deadline_in(d: Duration) -> SystemTime {
+    SystemTime::now() + d
+}
+
+pub fn services_with(config: Option<&str>) -> Services {
+    let base = match config {
+        Some(json) => BaseConfig::Inline(json.to_string()),
+        None => BaseConfig::None,
+    };
+    Services::new(Ok(base), None)
+}
+
+pub fn services_with_base(base: Result<BaseConfig, ConfigError>) -> Services {
+    Services::new(base, None)
+}
+
+pub fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+pub fn event(name: &str) -> Value {
+    let text = std::fs::read_to_string(events_dir().join(name))
+        .unwrap_or_else(|e| panic!("events/{name}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("events/{name}: {e}"))
+}
+
+/// One request the fake CodeDeploy endpoint received.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub target: String,
+    pub body: Value,
+}
+
+/// How the fake CodeDeploy endpoint answers `PutLifecycleEventHookExecutionStatus`.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Ok,
+    /// An error with this `__type` and HTTP status.
+    Error(&'static str, u16),
+    /// Never answers.
+    Hang,
+}
+
+/// A local endpoint speaking CodeDeploy's awsJson1_1 protocol. `script` is consumed one
+/// reply per request; when it is empty, `Reply::Ok`.
+#[derive(Clone)]
+pub struct FakeCodeDeploy {
+    pub addr: SocketAddr,
+    pub calls: Arc<Mutex<Vec<Call>>>,
+    script: Arc<Mutex<Vec<Reply>>>,
+}
+
+impl FakeCodeDeploy {
+    pub async fn start(script: Vec<Reply>) -> FakeCodeDeploy {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script));
+        let (c, s) = (calls.clone(), script.clone());
+        let router = Router::new().route(
+            "/",
+            any(move |headers: HeaderMap, body: Bytes| {
+                let (c, s) = (c.clone(), s.clone());
+                async move {
+                    let target = headers
+                        .get("x-amz-target")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    c.lock().unwrap().push(Call { target, body });
+                    let reply = {
+                        let mut s = s.lock().unwrap();
+                        if s.is_empty() { Reply::Ok } else { s.remove(0) }
+                    };
+                    match reply {
+                        Reply::Ok => (
+                            StatusCode::OK,
+                            [("content-type", "application/x-amz-json-1.1")],
+                            "{\"lifecycleEventHookExecutionId\":\"exec\"}".to_string(),
+                        )
+                            .into_response(),
+                        Reply::Error(kind, status) => (
+                            StatusCode::from_u16(status).unwrap(),
+                            [("content-type", "application/x-amz-json-1.1")],
+                            format!("{{\"__type\":\"{kind}\",\"message\":\"scripted {kind}\"}}"),
+                        )
+                            .into_response(),
+                        Reply::Hang => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            StatusCode::OK.into_response()
+                        }
+                    }
+                }
+            }),
+        );
+        let addr = serve(router).await;
+        FakeCodeDeploy {
+            addr,
+            calls,
+            script,
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// AWS settings pointing the SDK at this endpoint, with test credentials.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-west-2"))
+            .endpoint_url(format!("http://{}", self.addr))
+            .credentials_provider(aws_sdk_codedeploy::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .retry_config(greenlight::services::aws_retry())
+            .timeout_config(greenlight::services::aws_timeouts())
+            .load()
+            .await
+    }
+
+    pub async fn services(&self, config: Option<&str>) -> Services {
+        let base = match config {
+            Some(json) => BaseConfig::Inline(json.to_string()),
+            None => BaseConfig::None,
+        };
+        Services::new(Ok(base), Some(self.sdk_config().await))
+    }
+}
