@@ -120,11 +120,27 @@ pub struct CheckCommon {
     /// ECS lifecycle stages at which the check runs; default: every stage the hook is
     /// attached to. CodeDeploy invocations ignore this.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<StageName>>")]
     pub stages: Option<Vec<String>>,
     /// The longest the check may stay undecided (pending, or retrying errors), counted from
     /// its first evaluation in this deployment; then it fails. Default `10m`.
     #[serde(default = "default_within")]
     pub within: HumanDuration,
+}
+
+/// An ECS lifecycle stage that accepts hooks (for the schema).
+#[derive(JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(dead_code)]
+enum StageName {
+    ReconcileService,
+    PreScaleUp,
+    PostScaleUp,
+    TestTrafficShift,
+    PostTestTrafficShift,
+    PreProductionTrafficShift,
+    ProductionTrafficShift,
+    PostProductionTrafficShift,
 }
 
 /// One configured check.
@@ -162,10 +178,13 @@ pub struct Config {
     pub checks: Vec<CheckConfig>,
 }
 
-/// The configuration document, for the JSON Schema (parsing is done by [`parse`]).
+// The configuration document, for the JSON Schema only; parsing is done by `parse`.
 #[derive(JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(title = "Greenlight configuration")]
+#[schemars(
+    title = "Greenlight configuration",
+    description = "Which checks a Greenlight function runs, and their settings. Set in GREENLIGHT_CONFIG, the SSM parameter named by GREENLIGHT_CONFIG_PARAMETER, or an ECS hook's hookDetails.greenlight."
+)]
 #[allow(dead_code)]
 struct ConfigDocument {
     /// The checks, by name. A name is 1-64 characters of letters, digits, `-` and `_`.
@@ -291,6 +310,25 @@ pub(crate) fn schema_keys(schema: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The keys each part of the configuration allows, read once from the schema.
+struct Keys {
+    top: Vec<String>,
+    common: Vec<String>,
+    kinds: std::collections::HashMap<&'static str, Vec<String>>,
+}
+
+static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| {
+    let mut generator = SchemaGenerator::default();
+    Keys {
+        top: schema_keys(&json_schema()),
+        common: schema_keys(&inline_schema::<CheckCommon>(&mut generator)),
+        kinds: checks::KINDS
+            .iter()
+            .map(|k| (k.name, schema_keys(&(k.schema)(&mut generator))))
+            .collect(),
+    }
+});
+
 fn parse_check(name: &str, value: &Value) -> Result<CheckConfig, ConfigError> {
     let at = format!("checks.{name}");
     let Value::Object(map) = value else {
@@ -335,9 +373,8 @@ fn parse_check(name: &str, value: &Value) -> Result<CheckConfig, ConfigError> {
         ));
     };
 
-    let mut generator = SchemaGenerator::default();
-    let common_keys = schema_keys(&inline_schema::<CheckCommon>(&mut generator));
-    let kind_keys = schema_keys(&(kind.schema)(&mut generator));
+    let common_keys = &KEYS.common;
+    let kind_keys = &KEYS.kinds[kind.name];
     let mut common = Map::new();
     let mut own = Map::new();
     for (k, v) in map {
@@ -349,7 +386,7 @@ fn parse_check(name: &str, value: &Value) -> Result<CheckConfig, ConfigError> {
         } else if kind_keys.contains(k) {
             own.insert(k.clone(), v.clone());
         } else {
-            let mut allowed = kind_keys.clone();
+            let mut allowed = kind_keys.to_vec();
             allowed.extend(common_keys.iter().cloned());
             return Err(ConfigError::new(
                 format!("{at}.{k}"),
@@ -397,6 +434,13 @@ pub fn parse(value: &Value) -> Result<Config, ConfigError> {
             ),
         ));
     };
+    let allowed = &KEYS.top;
+    if let Some(unknown) = map.keys().find(|k| !allowed.contains(k)) {
+        return Err(ConfigError::new(
+            unknown.clone(),
+            format!("unknown key; expected one of: {}", allowed.join(", ")),
+        ));
+    }
     let mut rest = map.clone();
     let checks_value = rest.remove("checks");
     let settings: Settings = typed(Value::Object(rest), "")?;

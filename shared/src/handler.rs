@@ -23,7 +23,7 @@ use crate::config::{
     self, CONFIG_KEY, CheckConfig, Config, ConfigError, DECISION_KEY, NoChecksPolicy, STATE_KEY,
     Source,
 };
-use crate::deployment::Deployment;
+use crate::deployment::{Deployment, Protocol};
 use crate::protocol::codedeploy::{self, ReportStatus, Reported};
 use crate::protocol::{
     self, CodeDeployEvent, EcsEvent, EcsResponse, HookStatus, Invocation, Stage,
@@ -381,9 +381,16 @@ async fn decide(
         .collect();
     let at = stage.map(|s| format!(" at {s}")).unwrap_or_default();
     if active.is_empty() {
+        let whence = match deployment.protocol {
+            Protocol::Ecs => format!(
+                "{}, {} or hookDetails.{CONFIG_KEY}",
+                config::ENV_INLINE,
+                config::ENV_PARAMETER
+            ),
+            Protocol::CodeDeploy => format!("{} or {}", config::ENV_INLINE, config::ENV_PARAMETER),
+        };
         let reason = format!(
-            "no checks configured for {role}{at}: nothing was verified. Configure checks in {} or hookDetails.{CONFIG_KEY}",
-            config::ENV_INLINE
+            "no checks configured for {role}{at}: nothing was verified. Configure checks in {whence}"
         );
         return match config.settings.when_no_checks {
             NoChecksPolicy::Pass => {

@@ -30,6 +30,9 @@ pub const STATE_VERSION: u32 = 1;
 pub struct CheckState {
     /// `passed` or `pending`.
     pub status: String,
+    /// The effect recorded when it was decided (`passed`, `failedOpen`, `dryRun`, …).
+    #[serde(default)]
+    pub effect: String,
     /// When the check was first evaluated in this deployment (ms since the epoch).
     pub first_at_ms: u64,
     pub attempts: u32,
@@ -211,6 +214,7 @@ fn judge(live: &mut Live<'_>, ev: Evaluation, took: Duration) {
         "pending"
     }
     .to_string();
+    live.state.effect = effect.to_string();
     live.state.reason = reason.clone();
     live.record = Some(record(check, &ev, effect, reason, attempts, took));
     live.decided = Some(decided);
@@ -234,6 +238,7 @@ pub async fn run<'a>(
             let passed_before = carried.as_ref().is_some_and(|c| c.status == "passed");
             let cs = carried.unwrap_or(CheckState {
                 status: "pending".into(),
+                effect: String::new(),
                 first_at_ms: start_ms,
                 attempts: 0,
                 reason: String::new(),
@@ -243,8 +248,12 @@ pub async fn run<'a>(
                 name: check.name.clone(),
                 kind: check.kind.type_name().to_string(),
                 verdict: "pass".into(),
-                effect: "passed".into(),
-                reason: format!("passed in an earlier invocation: {}", cs.reason),
+                effect: if cs.effect.is_empty() {
+                    "passed".into()
+                } else {
+                    cs.effect.clone()
+                },
+                reason: format!("decided in an earlier invocation: {}", cs.reason),
                 observed: Value::Null,
                 expected: Value::Null,
                 attempts: cs.attempts,

@@ -131,7 +131,10 @@ async fn invalid_configurations_fail_closed_naming_the_field() {
             json!({"checks": [{"type": "http"}]}),
             "at checks: is an array, expected an object",
         ),
-        (json!({"chekcs": {}}), "unknown field `chekcs`"),
+        (
+            json!({"chekcs": {}}),
+            "at chekcs: unknown key; expected one of: checks, whenNoChecks",
+        ),
         (
             json!({"whenNoChecks": "maybe"}),
             "at whenNoChecks: unknown variant `maybe`",

@@ -217,3 +217,33 @@ async fn a_pending_check_that_cannot_be_polled_in_time_asks_to_be_called_back() 
         r.reason
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_failure_keeps_its_effect_in_later_invocations() {
+    let cfg = json!({"checks": {"shadow": http(json!({"dryRun": true})), "slow": http(json!({}))}});
+    let first = run_with(cfg.clone(), Duration::from_millis(300), |c, _| {
+        let shadow = c.name == "shadow";
+        Box::pin(async move {
+            if shadow {
+                Evaluation::fail("p99 too high")
+            } else {
+                Evaluation::pending(Duration::from_secs(30), "not yet")
+            }
+        })
+    })
+    .await;
+    assert!(matches!(first.verdict, RunVerdict::Pending { .. }));
+    let cs = checks(cfg);
+    let second = run_prior(&cs, first.state, Duration::from_secs(1), |_, _| {
+        Box::pin(async { Evaluation::pass("ready") })
+    })
+    .await;
+    assert_eq!(second.verdict, RunVerdict::Succeeded);
+    let shadow = second.checks.iter().find(|c| c.name == "shadow").unwrap();
+    assert_eq!(shadow.effect, "dryRun");
+    assert!(
+        second.reason.contains("dry run, not blocking: shadow"),
+        "{}",
+        second.reason
+    );
+}

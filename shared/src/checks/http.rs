@@ -169,6 +169,7 @@ pub struct HttpCheck {
     pub interval: HumanDuration,
     /// Healthy answers needed in a row before the check passes. Default `1`.
     #[serde(default = "default_successes")]
+    #[schemars(range(min = 1))]
     pub consecutive_successes: u32,
     /// Failed attempts tolerated; one more fails the check. Default `2` (the third failure
     /// fails).
