@@ -1,5 +1,5 @@
-# Greenlight: `make test` runs everything CI runs; it installs what it needs (cargo-lambda,
-# from PyPI, into .tools/) on a fresh machine.
+# Greenlight: `make test` runs everything CI runs. It installs what it needs on a fresh
+# machine: cargo-lambda and the moto AWS emulator, from PyPI, into .tools/.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -8,15 +8,17 @@ VENV := $(TOOLS)/venv
 export PATH := $(VENV)/bin:$(PATH)
 
 CARGO_LAMBDA_VERSION := 1.9.2
+MOTO_VERSION := 5.2.1
 
 .PHONY: test tools fmt lint unit schema watch clean-tools
 
 ## Install the tools the tests need into .tools/ (idempotent).
-tools: $(VENV)/bin/cargo-lambda
+tools: $(VENV)/.installed
 
-$(VENV)/bin/cargo-lambda:
+$(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'moto[server]==$(MOTO_VERSION)'
+	touch $@
 
 ## The whole suite: formatting, lints, unit, integration and end-to-end tests.
 test: tools

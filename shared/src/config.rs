@@ -97,6 +97,17 @@ pub enum OnError {
     Retry,
 }
 
+/// What a check does on a service's first deployment, when there is no previous revision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FirstDeployment {
+    /// Run as usual (default).
+    #[default]
+    Run,
+    /// Skip: the check compares with, or needs, a previous revision.
+    Skip,
+}
+
 fn default_within() -> HumanDuration {
     HumanDuration::secs(600)
 }
@@ -122,6 +133,10 @@ pub struct CheckCommon {
     #[serde(default)]
     #[schemars(with = "Option<Vec<StageName>>")]
     pub stages: Option<Vec<String>>,
+    /// On the first deployment of a service (no previous revision): `run` (default) or
+    /// `skip`.
+    #[serde(default)]
+    pub on_first_deployment: FirstDeployment,
     /// The longest the check may stay undecided (pending, or retrying errors), counted from
     /// its first evaluation in this deployment; then it fails. Default `10m`.
     #[serde(default = "default_within")]
@@ -502,12 +517,18 @@ pub fn resolve(sources: &[Source]) -> Result<Config, ConfigError> {
         merge_patch(&mut merged, &s.value);
     }
     parse(&merged).map_err(|mut e| {
-        e.origin = sources
-            .iter()
-            .rev()
-            .find(|s| sets_path(&s.value, &e.path))
-            .map(|s| s.origin.clone())
-            .unwrap_or_else(|| "the merged configuration".to_string());
+        // The last source that set the field, or else the nearest object around it (a
+        // missing field belongs to the source that wrote its check).
+        let mut path = e.path.as_str();
+        e.origin = loop {
+            if let Some(s) = sources.iter().rev().find(|s| sets_path(&s.value, path)) {
+                break s.origin.clone();
+            }
+            match path.rfind('.') {
+                Some(i) => path = &path[..i],
+                None => break "the merged configuration".to_string(),
+            }
+        };
         e
     })
 }

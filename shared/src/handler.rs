@@ -20,10 +20,11 @@ use tokio::time::Instant;
 use crate::budget::Budget;
 use crate::checks::{self, CheckContext};
 use crate::config::{
-    self, CONFIG_KEY, CheckConfig, Config, ConfigError, DECISION_KEY, NoChecksPolicy, STATE_KEY,
-    Source,
+    self, CONFIG_KEY, CheckConfig, Config, ConfigError, DECISION_KEY, FirstDeployment,
+    NoChecksPolicy, STATE_KEY, Source,
 };
 use crate::deployment::{Deployment, Protocol};
+use crate::facts::Facts;
 use crate::protocol::codedeploy::{self, ReportStatus, Reported};
 use crate::protocol::{
     self, CodeDeployEvent, EcsEvent, EcsResponse, HookStatus, Invocation, Stage,
@@ -373,12 +374,26 @@ async fn decide(
     prior: RunState,
     budget: Budget,
 ) -> Decision {
+    let first = deployment.first_deployment == Some(true);
+    let skipped: Vec<&str> = config
+        .checks
+        .iter()
+        .filter(|c| first && c.common.on_first_deployment == FirstDeployment::Skip)
+        .map(|c| c.name.as_str())
+        .collect();
     let active: Vec<CheckConfig> = config
         .checks
         .iter()
-        .filter(|c| c.runs_at(stage))
+        .filter(|c| c.runs_at(stage) && !skipped.contains(&c.name.as_str()))
         .cloned()
         .collect();
+    let mut notes = Vec::new();
+    if !skipped.is_empty() {
+        notes.push(format!(
+            "first deployment of the service (no previous revision): skipped {} (onFirstDeployment: skip)",
+            skipped.join(", ")
+        ));
+    }
     let at = stage.map(|s| format!(" at {s}")).unwrap_or_default();
     if active.is_empty() {
         let whence = match deployment.protocol {
@@ -392,7 +407,7 @@ async fn decide(
         let reason = format!(
             "no checks configured for {role}{at}: nothing was verified. Configure checks in {whence}"
         );
-        return match config.settings.when_no_checks {
+        let mut d = match config.settings.when_no_checks {
             NoChecksPolicy::Pass => {
                 tracing::warn!("{reason}");
                 Decision::new(role, HookStatus::Succeeded, reason, Some(deployment))
@@ -403,9 +418,12 @@ async fn decide(
                 Some(deployment),
             ),
         };
+        d.record.notes = notes;
+        return d;
     }
     let report = {
-        let evaluator = evaluate_with(services, &deployment);
+        let facts = Facts::new();
+        let evaluator = evaluate_with(services, &deployment, &facts);
         runner::run(&active, prior, budget, &evaluator).await
     };
     let (status, delay) = match report.verdict {
@@ -420,6 +438,7 @@ async fn decide(
     d.call_back_delay = delay;
     d.record.checks = report.checks;
     d.record.invocation = report.state.invocations;
+    d.record.notes = notes;
     d.state = Some(report.state);
     d
 }
@@ -428,6 +447,7 @@ async fn decide(
 fn evaluate_with<'a>(
     services: &'a Services,
     deployment: &'a Deployment,
+    facts: &'a Facts,
 ) -> impl Fn(&'a CheckConfig, Value, Budget) -> BoxFuture<'a, Evaluation> + Sync + 'a {
     move |check, data, budget| {
         Box::pin(async move {
@@ -436,6 +456,7 @@ fn evaluate_with<'a>(
                 services,
                 state: &data,
                 budget,
+                facts,
             };
             checks::evaluate(&check.kind, &ctx).await
         })

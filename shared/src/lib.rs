@@ -17,12 +17,14 @@ pub mod checks;
 pub mod config;
 pub mod deployment;
 pub mod duration;
+pub mod facts;
 pub mod handler;
 pub mod protocol;
 pub mod record;
 pub mod role;
 pub mod runner;
 pub mod services;
+pub mod template;
 pub mod verdict;
 
 use std::sync::Arc;

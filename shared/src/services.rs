@@ -56,8 +56,37 @@ pub struct Services {
     sdk: OnceCell<SdkConfig>,
     preset_sdk: Option<SdkConfig>,
     http: reqwest::Client,
+    http_insecure: std::sync::OnceLock<reqwest::Client>,
     codedeploy: OnceCell<aws_sdk_codedeploy::Client>,
     ssm: OnceCell<aws_sdk_ssm::Client>,
+    ecs: OnceCell<aws_sdk_ecs::Client>,
+    elbv2: OnceCell<aws_sdk_elasticloadbalancingv2::Client>,
+    ecr: OnceCell<aws_sdk_ecr::Client>,
+}
+
+/// Describes a failed AWS call in words, naming the IAM permission when access was denied.
+pub fn aws_error<E>(call: &str, permission: &str, err: &E) -> String
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error,
+{
+    let text = aws_sdk_ecs::error::DisplayErrorContext(err).to_string();
+    let denied = |s: &str| s.contains("AccessDenied") || s.contains("Unauthorized");
+    match err.code() {
+        Some(code) if denied(code) => {
+            format!("{call} was denied: grant {permission} to the function's role ({code})")
+        }
+        None if denied(&text) => {
+            format!("{call} was denied: grant {permission} to the function's role (access denied)")
+        }
+        Some(code) => format!(
+            "{call} failed: {code}: {}",
+            err.message().unwrap_or_default()
+        ),
+        None => format!(
+            "{call} failed: {}",
+            aws_sdk_ecs::error::DisplayErrorContext(err)
+        ),
+    }
 }
 
 /// Retries and timeouts for every AWS call: standard retry mode (backoff with jitter on
@@ -100,13 +129,66 @@ impl Services {
             sdk: OnceCell::new(),
             preset_sdk: sdk,
             http: http_client(),
+            http_insecure: std::sync::OnceLock::new(),
             codedeploy: OnceCell::new(),
             ssm: OnceCell::new(),
+            ecs: OnceCell::new(),
+            elbv2: OnceCell::new(),
+            ecr: OnceCell::new(),
         }
     }
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// A client that accepts any TLS certificate, for checks that ask for it.
+    pub fn http_insecure(&self) -> &reqwest::Client {
+        self.http_insecure.get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("greenlight/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::limited(5))
+                .danger_accept_invalid_certs(true)
+                .build()
+                .expect("the HTTP client's settings are static and valid")
+        })
+    }
+
+    pub async fn ecs(&self) -> &aws_sdk_ecs::Client {
+        let sdk = self.sdk_config().await;
+        self.ecs
+            .get_or_init(|| async { aws_sdk_ecs::Client::new(sdk) })
+            .await
+    }
+
+    pub async fn elbv2(&self) -> &aws_sdk_elasticloadbalancingv2::Client {
+        let sdk = self.sdk_config().await;
+        self.elbv2
+            .get_or_init(|| async { aws_sdk_elasticloadbalancingv2::Client::new(sdk) })
+            .await
+    }
+
+    pub async fn ecr(&self) -> &aws_sdk_ecr::Client {
+        let sdk = self.sdk_config().await;
+        self.ecr
+            .get_or_init(|| async { aws_sdk_ecr::Client::new(sdk) })
+            .await
+    }
+
+    /// Uses `client` for ECS calls (tests with recorded replies).
+    pub fn set_ecs(&self, client: aws_sdk_ecs::Client) {
+        let _ = self.ecs.set(client);
+    }
+
+    /// Uses `client` for ELBv2 calls.
+    pub fn set_elbv2(&self, client: aws_sdk_elasticloadbalancingv2::Client) {
+        let _ = self.elbv2.set(client);
+    }
+
+    /// Uses `client` for ECR calls.
+    pub fn set_ecr(&self, client: aws_sdk_ecr::Client) {
+        let _ = self.ecr.set(client);
     }
 
     pub async fn sdk_config(&self) -> &SdkConfig {

@@ -73,7 +73,7 @@ async fn invalid_configurations_fail_closed_naming_the_field() {
     let cases = [
         (
             json!({"checks": {"h": {"type": "http"}}}),
-            "at checks.h: missing field `url`",
+            "hookDetails.greenlight at checks.h.url: is missing; set url (or urls)",
         ),
         (
             json!({"checks": {"h": {"type": "http", "url": "ftp://x/"}}}),

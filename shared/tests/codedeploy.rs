@@ -70,7 +70,7 @@ async fn a_bad_configuration_reports_failed_with_the_field() {
         out["reason"]
             .as_str()
             .unwrap()
-            .contains("GREENLIGHT_CONFIG at checks.h: missing field `url`"),
+            .contains("GREENLIGHT_CONFIG at checks.h.url: is missing"),
         "{out}"
     );
     assert_eq!(cd.calls().len(), 1);

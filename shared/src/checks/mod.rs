@@ -4,6 +4,9 @@
 //! called them.
 
 pub mod http;
+pub mod image_admission;
+pub mod target_health;
+pub mod task_health;
 
 use schemars::SchemaGenerator;
 use serde_json::Value;
@@ -11,19 +14,26 @@ use serde_json::Value;
 use crate::budget::Budget;
 use crate::config::ConfigError;
 use crate::deployment::Deployment;
+use crate::facts::Facts;
 use crate::services::Services;
 use crate::verdict::Evaluation;
 
 /// A check's kind-specific settings.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CheckKind {
-    Http(http::HttpCheck),
+    Http(Box<http::HttpCheck>),
+    TargetHealth(target_health::TargetHealthCheck),
+    TaskHealth(task_health::TaskHealthCheck),
+    ImageAdmission(image_admission::ImageAdmissionCheck),
 }
 
 impl CheckKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             CheckKind::Http(_) => "http",
+            CheckKind::TargetHealth(_) => "targetHealth",
+            CheckKind::TaskHealth(_) => "taskHealth",
+            CheckKind::ImageAdmission(_) => "imageAdmission",
         }
     }
 }
@@ -35,12 +45,17 @@ pub struct CheckContext<'a> {
     /// The state this check returned last time (`null` on the first evaluation).
     pub state: &'a Value,
     pub budget: Budget,
+    /// ECS facts looked up once per invocation and shared by the checks.
+    pub facts: &'a Facts,
 }
 
 /// Evaluates one check once.
 pub async fn evaluate(kind: &CheckKind, ctx: &CheckContext<'_>) -> Evaluation {
     match kind {
         CheckKind::Http(c) => http::evaluate(c, ctx).await,
+        CheckKind::TargetHealth(c) => target_health::evaluate(c, ctx).await,
+        CheckKind::TaskHealth(c) => task_health::evaluate(c, ctx).await,
+        CheckKind::ImageAdmission(c) => image_admission::evaluate(c, ctx).await,
     }
 }
 
@@ -53,9 +68,29 @@ pub struct KindInfo {
 }
 
 /// Every check kind, in the order the documentation lists them.
-pub static KINDS: &[KindInfo] = &[KindInfo {
-    name: "http",
-    description: "Probes an HTTP endpoint (the green revision's health URL) until it answers as expected.",
-    schema: |g| crate::config::inline_schema::<http::HttpCheck>(g),
-    parse: |v, at| http::parse(v, at).map(CheckKind::Http),
-}];
+pub static KINDS: &[KindInfo] = &[
+    KindInfo {
+        name: "http",
+        description: "Probes an HTTP endpoint (the green revision's health URL) until it answers as expected.",
+        schema: |g| crate::config::inline_schema::<http::HttpCheck>(g),
+        parse: |v, at| http::parse(v, at).map(|c| CheckKind::Http(Box::new(c))),
+    },
+    KindInfo {
+        name: "targetHealth",
+        description: "Waits until every target of the green revision's target groups is healthy (ELBv2 DescribeTargetHealth).",
+        schema: |g| crate::config::inline_schema::<target_health::TargetHealthCheck>(g),
+        parse: |v, at| target_health::parse(v, at).map(CheckKind::TargetHealth),
+    },
+    KindInfo {
+        name: "taskHealth",
+        description: "Waits until the green revision's ECS tasks are RUNNING (and HEALTHY where health checks are defined), as many as desired.",
+        schema: |g| crate::config::inline_schema::<task_health::TaskHealthCheck>(g),
+        parse: |v, at| task_health::parse(v, at).map(CheckKind::TaskHealth),
+    },
+    KindInfo {
+        name: "imageAdmission",
+        description: "Admits the green revision's container images: allowed repositories, pinned digests, ECR scan findings.",
+        schema: |g| crate::config::inline_schema::<image_admission::ImageAdmissionCheck>(g),
+        parse: |v, at| image_admission::parse(v, at).map(CheckKind::ImageAdmission),
+    },
+];

@@ -165,16 +165,7 @@ impl FakeCodeDeploy {
 
     /// AWS settings pointing the SDK at this endpoint, with test credentials.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-west-2"))
-            .endpoint_url(format!("http://{}", self.addr))
-            .credentials_provider(aws_sdk_codedeploy::config::Credentials::new(
-                "AKIDTEST", "secret", None, None, "test",
-            ))
-            .retry_config(greenlight::services::aws_retry())
-            .timeout_config(greenlight::services::aws_timeouts())
-            .load()
-            .await
+        sdk_config_for(&format!("http://{}", self.addr)).await
     }
 
     pub async fn services(&self, config: Option<&str>) -> Services {
@@ -183,5 +174,89 @@ impl FakeCodeDeploy {
             None => BaseConfig::None,
         };
         Services::new(Ok(base), Some(self.sdk_config().await))
+    }
+}
+
+/// AWS settings pointing the SDK at `endpoint`, with test credentials.
+pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-west-2"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_codedeploy::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .retry_config(greenlight::services::aws_retry())
+        .timeout_config(greenlight::services::aws_timeouts())
+        .load()
+        .await
+}
+
+/// A moto server (the AWS emulator from PyPI, `moto[server]`) on a free loopback port,
+/// stopped when dropped. `make tools` installs it.
+pub struct Moto {
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server is needed for this test: `make tools` installs it (pip install 'moto[server]')");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+
+    /// Runs a Python (boto3) script against the server; `ENDPOINT` and `KW` (client
+    /// keyword arguments) are defined for it. The last line it prints is read as JSON.
+    pub fn seed(&self, script: &str) -> Value {
+        let prelude = format!(
+            "import boto3, json\nENDPOINT={:?}\nKW=dict(endpoint_url=ENDPOINT, region_name='us-west-2', aws_access_key_id='AKIDTEST', aws_secret_access_key='secret')\n",
+            self.endpoint
+        );
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(prelude + script)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "seed script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim().lines().last().unwrap_or("null")).unwrap()
+    }
+
+    pub async fn services(&self) -> Services {
+        Services::new(
+            Ok(BaseConfig::None),
+            Some(sdk_config_for(&self.endpoint).await),
+        )
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

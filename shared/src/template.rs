@@ -1,0 +1,117 @@
+//! `${name}` placeholders in check settings (URLs, headers, bodies), filled from the
+//! deployment: `${cluster}`, `${service}`, `${region}`, `${account}`, `${stage}`,
+//! `${targetRevisionId}`, `${sourceRevisionId}`, `${function}`.
+
+use crate::deployment::Deployment;
+
+/// The names a template may use.
+pub const NAMES: [&str; 8] = [
+    "cluster",
+    "service",
+    "region",
+    "account",
+    "stage",
+    "targetRevisionId",
+    "sourceRevisionId",
+    "function",
+];
+
+/// Splits a template into literal text and placeholder names.
+fn parts(template: &str) -> Result<Vec<(bool, &str)>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push((false, &rest[..start]));
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed placeholder in {template:?}: write ${{name}}"))?;
+        out.push((true, &after[..end]));
+        rest = &after[end + 1..];
+    }
+    out.push((false, rest));
+    Ok(out)
+}
+
+/// Checks that every placeholder is a known name.
+pub fn validate(template: &str) -> Result<(), String> {
+    for (is_name, name) in parts(template)? {
+        if is_name && !NAMES.contains(&name) {
+            return Err(format!(
+                "unknown placeholder ${{{name}}}; known: {}",
+                NAMES.map(|n| format!("${{{n}}}")).join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn value(name: &str, d: &Deployment) -> Option<String> {
+    let id_of = |arn: &Option<String>| {
+        arn.as_deref()
+            .and_then(|a| a.rsplit('/').next())
+            .map(str::to_string)
+    };
+    match name {
+        "cluster" => d.cluster.clone(),
+        "service" => d.service.clone(),
+        "region" => d.region.clone(),
+        "account" => d.account.clone(),
+        "stage" => d.stage.as_ref().map(|s| s.as_str().to_string()),
+        "targetRevisionId" => d.target_revision_id.clone(),
+        "sourceRevisionId" => id_of(&d.source_revision_arn),
+        "function" => Some(d.role.name().to_string()),
+        _ => None,
+    }
+}
+
+/// Fills the placeholders. A placeholder this deployment has no value for is an error.
+pub fn render(template: &str, d: &Deployment) -> Result<String, String> {
+    let mut s = String::with_capacity(template.len());
+    for (is_name, text) in parts(template)? {
+        if is_name {
+            let v = value(text, d)
+                .ok_or_else(|| format!("${{{text}}} has no value in this deployment"))?;
+            s.push_str(&v);
+        } else {
+            s.push_str(text);
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ecs;
+    use crate::role::Role;
+
+    #[test]
+    fn fills_from_the_deployment() {
+        let ev = ecs::parse(&serde_json::json!({
+            "executionId": "e", "lifecycleStage": "TEST_TRAFFIC_SHIFT",
+            "executionDetails": {
+                "serviceArn": "arn:aws:ecs:eu-west-1:111:service/c1/web",
+                "targetServiceRevisionArn": "arn:aws:ecs:eu-west-1:111:service-revision/c1/web/42",
+                "testTrafficWeights": {"arn:aws:ecs:eu-west-1:111:service-revision/c1/web/42": 100, "arn:aws:ecs:eu-west-1:111:service-revision/c1/web/41": 0}
+            }
+        }))
+        .unwrap();
+        let d = Deployment::from_ecs(Role::BeforeAllowTraffic, &ev);
+        assert_eq!(
+            render("http://${service}.${cluster}.internal/health?rev=${targetRevisionId}&from=${sourceRevisionId}&at=${stage}", &d).unwrap(),
+            "http://web.c1.internal/health?rev=42&from=41&at=TEST_TRAFFIC_SHIFT"
+        );
+        assert!(
+            validate("http://${nope}/")
+                .unwrap_err()
+                .contains("unknown placeholder ${nope}")
+        );
+        assert!(
+            validate("http://${service/")
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        assert_eq!(render("plain", &d).unwrap(), "plain");
+    }
+}
