@@ -10,7 +10,7 @@ export PATH := $(VENV)/bin:$(PATH)
 CARGO_LAMBDA_VERSION := 1.9.2
 MOTO_VERSION := 5.2.1
 
-.PHONY: test tools fmt lint unit schema watch clean-tools
+.PHONY: test tools fmt lint unit schema watch bench clean-tools
 
 ## Install the tools the tests need into .tools/ (idempotent).
 tools: $(VENV)/.installed
@@ -31,6 +31,10 @@ fmt:
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## Benchmarks (figures in the README's performance section).
+bench:
+	cargo bench -p greenlight --bench health_gate
 
 ## Regenerate docs/greenlight.schema.json from the Rust types.
 schema:
