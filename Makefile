@@ -35,6 +35,7 @@ lint:
 ## Benchmarks (figures in the README's performance section).
 bench:
 	cargo bench -p greenlight --bench health_gate
+	cargo bench -p greenlight --bench judge -- --warm-up-time 1 --measurement-time 3
 
 ## Regenerate docs/greenlight.schema.json from the Rust types.
 schema:

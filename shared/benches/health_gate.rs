@@ -24,7 +24,13 @@ async fn app(healthy: Arc<AtomicBool>) -> SocketAddr {
         "/health",
         get(move || {
             let h = healthy.load(Ordering::SeqCst);
-            async move { if h { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE } }
+            async move {
+                if h {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
         }),
     );
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -38,10 +44,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let event: serde_json::Value = serde_json::from_str(include_str!("../../events/ecs-test-traffic-shift.json")).unwrap();
+    let event: serde_json::Value =
+        serde_json::from_str(include_str!("../../events/ecs-test-traffic-shift.json")).unwrap();
     let services = Services::new(Ok(BaseConfig::None), None);
-    let runs = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
-    println!("health gate: time from the app turning healthy to SUCCEEDED ({runs} runs per interval)");
+    let runs = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
+    println!(
+        "health gate: time from the app turning healthy to SUCCEEDED ({runs} runs per interval)"
+    );
     println!("| interval | median | min | p90 | max |");
     println!("|---|---|---|---|---|");
     for interval_ms in [5000u64, 1000, 250] {
@@ -64,7 +76,9 @@ async fn main() {
                 Instant::now()
             });
             let deadline = SystemTime::now() + Duration::from_secs(120);
-            let answer = handle(&services, Role::BeforeAllowTraffic, &ev, deadline).await.unwrap();
+            let answer = handle(&services, Role::BeforeAllowTraffic, &ev, deadline)
+                .await
+                .unwrap();
             let done = Instant::now();
             let turned = turned.await.unwrap();
             assert_eq!(answer["hookStatus"], "SUCCEEDED", "{answer}");
@@ -79,5 +93,7 @@ async fn main() {
             samples[samples.len() - 1]
         );
     }
-    println!("(a plain IN_PROGRESS loop with ECS's default callBackDelay polls every 30 000 ms: 15 000 ms on average, up to 30 000 ms)");
+    println!(
+        "(a plain IN_PROGRESS loop with ECS's default callBackDelay polls every 30 000 ms: 15 000 ms on average, up to 30 000 ms)"
+    );
 }

@@ -8,6 +8,7 @@
 //! * [`deployment`]: the facts of the deployment every check can use;
 //! * [`config`]: the configuration, its sources, strict validation, and its JSON Schema;
 //! * [`checks`]: one module per check kind;
+//! * [`judge`]: the canary-versus-baseline statistics (pure);
 //! * [`runner`]: concurrent checks inside a time budget, polling, policies, the verdict;
 //! * [`record`]: the decision record;
 //! * [`handler`]: the hook runtime that always answers.
@@ -19,6 +20,7 @@ pub mod deployment;
 pub mod duration;
 pub mod facts;
 pub mod handler;
+pub mod judge;
 pub mod protocol;
 pub mod record;
 pub mod role;
