@@ -431,6 +431,18 @@ fn parse_check(name: &str, value: &Value) -> Result<CheckConfig, ConfigError> {
         ));
     }
     let kind = (kind.parse)(Value::Object(own), &at)?;
+    if let Some(bake) = kind.bake_for()
+        && common.within.get() <= bake
+    {
+        return Err(ConfigError::new(
+            format!("{at}.within"),
+            format!(
+                "is {}, not longer than bakeFor ({}): the check would give up before its window ends; set within to more than bakeFor",
+                common.within,
+                HumanDuration(bake)
+            ),
+        ));
+    }
     Ok(CheckConfig {
         name: name.to_string(),
         common,

@@ -1,6 +1,6 @@
-//! What ECS says about the deployment's target service revision, looked up at most once
-//! per invocation and shared by every check that needs it (target groups, task
-//! definition, container images).
+//! What ECS and ELBv2 say about the deployment, looked up at most once per invocation and
+//! shared by every check that needs it: the target (green) and source (blue) service
+//! revisions (target groups, task definition, container images) and the load balancer.
 
 use serde::Serialize;
 use tokio::sync::OnceCell;
@@ -9,7 +9,7 @@ use crate::budget::Budget;
 use crate::deployment::Deployment;
 use crate::services::{Services, aws_error};
 
-/// The target (green) service revision.
+/// A service revision.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Revision {
@@ -26,6 +26,8 @@ pub struct Revision {
 #[derive(Default)]
 pub struct Facts {
     revision: OnceCell<Result<Revision, String>>,
+    source: OnceCell<Result<Revision, String>>,
+    load_balancer: OnceCell<Result<String, String>>,
 }
 
 impl Facts {
@@ -47,43 +49,136 @@ impl Facts {
         deployment: &Deployment,
         budget: &Budget,
     ) -> Result<Revision, String> {
+        let arn = deployment.target_revision_arn.clone().ok_or_else(|| {
+            "the deployment names no target service revision (CodeDeploy events do not); set the check's resources explicitly".to_string()
+        });
         self.revision
+            .get_or_init(|| describe(services, arn, budget))
+            .await
+            .clone()
+    }
+
+    /// `DescribeServiceRevisions` for the source (blue) revision, once.
+    pub async fn source_revision(
+        &self,
+        services: &Services,
+        deployment: &Deployment,
+        budget: &Budget,
+    ) -> Result<Revision, String> {
+        let arn = deployment.source_revision_arn.clone().ok_or_else(|| {
+            "the event names no previous (blue) revision: the traffic weights are empty at this stage, or this is the first deployment".to_string()
+        });
+        self.source
+            .get_or_init(|| describe(services, arn, budget))
+            .await
+            .clone()
+    }
+
+    /// The `LoadBalancer` dimension (`app/NAME/ID`) of a target group's load balancer.
+    pub async fn load_balancer_dimension(
+        &self,
+        services: &Services,
+        target_group: &str,
+        budget: &Budget,
+    ) -> Result<String, String> {
+        self.load_balancer
             .get_or_init(|| async {
-                let arn = deployment.target_revision_arn.clone().ok_or_else(|| {
-                    "the deployment names no target service revision (CodeDeploy events do not); set the check's resources explicitly".to_string()
-                })?;
-                let call = services.ecs().await.describe_service_revisions().service_revision_arns(&arn).send();
+                let call = services
+                    .elbv2()
+                    .await
+                    .describe_target_groups()
+                    .target_group_arns(target_group)
+                    .send();
                 let out = budget
                     .run(call)
                     .await
-                    .ok_or_else(|| "ECS DescribeServiceRevisions did not answer within the invocation's budget".to_string())?
-                    .map_err(|e| aws_error("ECS DescribeServiceRevisions", "ecs:DescribeServiceRevisions", &e))?;
-                let rev = out.service_revisions().iter().find(|r| r.service_revision_arn() == Some(arn.as_str()));
-                let Some(rev) = rev else {
-                    let why = out.failures().first().and_then(|f| f.reason()).unwrap_or("not found");
-                    return Err(format!("ECS does not know service revision {arn}: {why}"));
-                };
-                Ok(Revision {
-                    arn: arn.clone(),
-                    task_definition: rev.task_definition().map(str::to_string),
-                    target_groups: rev
-                        .resolved_configuration()
-                        .map(|c| c.load_balancers().iter().filter_map(|lb| lb.target_group_arn().map(str::to_string)).collect())
-                        .unwrap_or_default(),
-                    images: rev
-                        .container_images()
-                        .iter()
-                        .map(|i| {
-                            (
-                                i.container_name().unwrap_or_default().to_string(),
-                                i.image().unwrap_or_default().to_string(),
-                                i.image_digest().map(str::to_string),
-                            )
-                        })
-                        .collect(),
-                })
+                    .ok_or_else(|| {
+                        "ELBv2 DescribeTargetGroups did not answer within the invocation's budget"
+                            .to_string()
+                    })?
+                    .map_err(|e| {
+                        aws_error(
+                            "ELBv2 DescribeTargetGroups",
+                            "elasticloadbalancing:DescribeTargetGroups",
+                            &e,
+                        )
+                    })?;
+                let lb = out
+                    .target_groups()
+                    .first()
+                    .and_then(|t| t.load_balancer_arns().first())
+                    .ok_or_else(|| {
+                        format!("target group {target_group} is not attached to a load balancer")
+                    })?;
+                Ok(lb
+                    .split_once(":loadbalancer/")
+                    .map(|(_, r)| r.to_string())
+                    .unwrap_or_else(|| lb.clone()))
             })
             .await
             .clone()
     }
+}
+
+async fn describe(
+    services: &Services,
+    arn: Result<String, String>,
+    budget: &Budget,
+) -> Result<Revision, String> {
+    let arn = arn?;
+    let call = services
+        .ecs()
+        .await
+        .describe_service_revisions()
+        .service_revision_arns(&arn)
+        .send();
+    let out = budget
+        .run(call)
+        .await
+        .ok_or_else(|| {
+            "ECS DescribeServiceRevisions did not answer within the invocation's budget".to_string()
+        })?
+        .map_err(|e| {
+            aws_error(
+                "ECS DescribeServiceRevisions",
+                "ecs:DescribeServiceRevisions",
+                &e,
+            )
+        })?;
+    let rev = out
+        .service_revisions()
+        .iter()
+        .find(|r| r.service_revision_arn() == Some(arn.as_str()));
+    let Some(rev) = rev else {
+        let why = out
+            .failures()
+            .first()
+            .and_then(|f| f.reason())
+            .unwrap_or("not found");
+        return Err(format!("ECS does not know service revision {arn}: {why}"));
+    };
+    Ok(Revision {
+        arn: arn.clone(),
+        task_definition: rev.task_definition().map(str::to_string),
+        target_groups: rev
+            .resolved_configuration()
+            .map(|c| {
+                c.load_balancers()
+                    .iter()
+                    .filter_map(|lb| lb.target_group_arn().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        images: rev
+            .container_images()
+            .iter()
+            .map(|i| {
+                (
+                    i.container_name().unwrap_or_default().to_string(),
+                    i.image().unwrap_or_default().to_string(),
+                    i.image_digest().map(str::to_string),
+                )
+            })
+            .collect(),
+    })
 }

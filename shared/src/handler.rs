@@ -320,19 +320,55 @@ async fn decide_ecs(
             return d;
         }
     };
+    // ECS calls the PRE_/PRODUCTION_TRAFFIC_SHIFT hooks once per canary or linear step within
+    // one deployment: state is carried within a step only.
+    let step = match &stage {
+        Stage::PreProductionTrafficShift | Stage::ProductionTrafficShift => {
+            let target = deployment
+                .target_revision_arn
+                .as_deref()
+                .unwrap_or_default();
+            let weight = ev
+                .production_traffic_weights
+                .iter()
+                .find(|(a, _)| a == target)
+                .map(|(_, w)| *w)
+                .unwrap_or(0.0);
+            format!("{stage}@{weight}")
+        }
+        other => other.as_str().to_string(),
+    };
+    let fresh = || {
+        let mut s = RunState::fresh(&deployment.key);
+        s.step = step.clone();
+        s
+    };
     let prior = match ev.hook_details.get(STATE_KEY) {
-        None => RunState::fresh(&deployment.key),
+        None => fresh(),
         Some(v) => match serde_json::from_value::<RunState>(v.clone()) {
-            Ok(s) if s.deployment == deployment.key && s.v == runner::STATE_VERSION => s,
+            Ok(s)
+                if s.deployment == deployment.key
+                    && s.v == runner::STATE_VERSION
+                    && s.step == step =>
+            {
+                s
+            }
+            Ok(s) if s.deployment == deployment.key && s.v == runner::STATE_VERSION => {
+                notes.push(format!(
+                    "new step ({step}; the carried state was for {}): checks start afresh",
+                    s.step
+                ));
+                fresh()
+            }
             Ok(_) => {
                 notes.push(format!(
                     "ignored {STATE_KEY} from another deployment or version"
                 ));
-                RunState::fresh(&deployment.key)
+                fresh()
             }
             Err(e) => {
                 notes.push(format!("ignored an unreadable {STATE_KEY}: {e}"));
-                RunState::fresh(&deployment.key)
+                fresh()
             }
         },
     };

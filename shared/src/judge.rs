@@ -50,7 +50,9 @@ pub enum Verdict {
 }
 
 /// Which way a change of the metric is harmful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Higher is worse (latency, CPU).
@@ -98,7 +100,7 @@ impl Default for Labels<'static> {
 }
 
 /// Settings for [`judge_error_rate`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct ErrorRateConfig {
     /// Requests needed on each side before judging (default 100).
@@ -146,7 +148,7 @@ impl ErrorRateConfig {
 }
 
 /// Settings for [`judge_series`]. The defaults are Kayenta's where it has one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct SeriesConfig {
     /// Which way a change is harmful (default increase).

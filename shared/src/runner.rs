@@ -50,6 +50,9 @@ pub struct RunState {
     /// The deployment this state belongs to ([`crate::deployment::Deployment::key`]).
     pub deployment: String,
     pub invocations: u32,
+    /// The stage (and, for canary and linear steps, the traffic step) this state is for.
+    #[serde(default)]
+    pub step: String,
     pub started_at_ms: u64,
     pub checks: IndexMap<String, CheckState>,
 }
@@ -60,6 +63,7 @@ impl RunState {
             v: STATE_VERSION,
             deployment: deployment.to_string(),
             invocations: 0,
+            step: String::new(),
             started_at_ms: now_ms(),
             checks: IndexMap::new(),
         }

@@ -62,6 +62,7 @@ pub struct Services {
     ecs: OnceCell<aws_sdk_ecs::Client>,
     elbv2: OnceCell<aws_sdk_elasticloadbalancingv2::Client>,
     ecr: OnceCell<aws_sdk_ecr::Client>,
+    cloudwatch: OnceCell<aws_sdk_cloudwatch::Client>,
 }
 
 /// Describes a failed AWS call in words, naming the IAM permission when access was denied.
@@ -135,6 +136,7 @@ impl Services {
             ecs: OnceCell::new(),
             elbv2: OnceCell::new(),
             ecr: OnceCell::new(),
+            cloudwatch: OnceCell::new(),
         }
     }
 
@@ -174,6 +176,18 @@ impl Services {
         self.ecr
             .get_or_init(|| async { aws_sdk_ecr::Client::new(sdk) })
             .await
+    }
+
+    pub async fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
+        let sdk = self.sdk_config().await;
+        self.cloudwatch
+            .get_or_init(|| async { aws_sdk_cloudwatch::Client::new(sdk) })
+            .await
+    }
+
+    /// Uses `client` for CloudWatch calls.
+    pub fn set_cloudwatch(&self, client: aws_sdk_cloudwatch::Client) {
+        let _ = self.cloudwatch.set(client);
     }
 
     /// Uses `client` for ECS calls (tests with recorded replies).

@@ -5,7 +5,7 @@
 use crate::deployment::Deployment;
 
 /// The names a template may use.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 11] = [
     "cluster",
     "service",
     "region",
@@ -14,6 +14,9 @@ pub const NAMES: [&str; 8] = [
     "targetRevisionId",
     "sourceRevisionId",
     "function",
+    "greenTargetGroup",
+    "blueTargetGroup",
+    "loadBalancer",
 ];
 
 /// Splits a template into literal text and placeholder names.
@@ -65,12 +68,34 @@ fn value(name: &str, d: &Deployment) -> Option<String> {
     }
 }
 
+/// The placeholder names a template uses.
+pub fn names(template: &str) -> Vec<String> {
+    parts(template)
+        .map(|p| {
+            p.into_iter()
+                .filter(|(n, _)| *n)
+                .map(|(_, t)| t.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Fills the placeholders. A placeholder this deployment has no value for is an error.
 pub fn render(template: &str, d: &Deployment) -> Result<String, String> {
+    render_with(template, d, &|_| None)
+}
+
+/// Fills the placeholders, with values looked up by the caller (`extra`) first.
+pub fn render_with(
+    template: &str,
+    d: &Deployment,
+    extra: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut s = String::with_capacity(template.len());
     for (is_name, text) in parts(template)? {
         if is_name {
-            let v = value(text, d)
+            let v = extra(text)
+                .or_else(|| value(text, d))
                 .ok_or_else(|| format!("${{{text}}} has no value in this deployment"))?;
             s.push_str(&v);
         } else {

@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod image_admission;
+pub mod metrics;
 pub mod target_health;
 pub mod task_health;
 
@@ -25,15 +26,31 @@ pub enum CheckKind {
     TargetHealth(target_health::TargetHealthCheck),
     TaskHealth(task_health::TaskHealthCheck),
     ImageAdmission(image_admission::ImageAdmissionCheck),
+    MetricThreshold(Box<metrics::threshold::ThresholdCheck>),
+    Alarms(metrics::alarms::AlarmsCheck),
+    Canary(Box<metrics::canary::CanaryCheck>),
 }
 
 impl CheckKind {
+    /// The bake window, for checks that observe one.
+    pub fn bake_for(&self) -> Option<std::time::Duration> {
+        match self {
+            CheckKind::MetricThreshold(c) => c.bake_for.map(|d| d.get()),
+            CheckKind::Alarms(c) => c.bake_for.map(|d| d.get()),
+            CheckKind::Canary(c) => c.bake_for.map(|d| d.get()),
+            _ => None,
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             CheckKind::Http(_) => "http",
             CheckKind::TargetHealth(_) => "targetHealth",
             CheckKind::TaskHealth(_) => "taskHealth",
             CheckKind::ImageAdmission(_) => "imageAdmission",
+            CheckKind::MetricThreshold(_) => "metricThreshold",
+            CheckKind::Alarms(_) => "alarms",
+            CheckKind::Canary(_) => "canary",
         }
     }
 }
@@ -56,6 +73,9 @@ pub async fn evaluate(kind: &CheckKind, ctx: &CheckContext<'_>) -> Evaluation {
         CheckKind::TargetHealth(c) => target_health::evaluate(c, ctx).await,
         CheckKind::TaskHealth(c) => task_health::evaluate(c, ctx).await,
         CheckKind::ImageAdmission(c) => image_admission::evaluate(c, ctx).await,
+        CheckKind::MetricThreshold(c) => metrics::threshold::evaluate(c, ctx).await,
+        CheckKind::Alarms(c) => metrics::alarms::evaluate(c, ctx).await,
+        CheckKind::Canary(c) => metrics::canary::evaluate(c, ctx).await,
     }
 }
 
@@ -92,5 +112,25 @@ pub static KINDS: &[KindInfo] = &[
         description: "Admits the green revision's container images: allowed repositories, pinned digests, ECR scan findings.",
         schema: |g| crate::config::inline_schema::<image_admission::ImageAdmissionCheck>(g),
         parse: |v, at| image_admission::parse(v, at).map(CheckKind::ImageAdmission),
+    },
+    KindInfo {
+        name: "metricThreshold",
+        description: "Compares a CloudWatch metric or metric-math expression with a threshold over the latest datapoints (M of N), with minimum evidence and an optional bake window.",
+        schema: |g| crate::config::inline_schema::<metrics::threshold::ThresholdCheck>(g),
+        parse: |v, at| {
+            metrics::threshold::parse(v, at).map(|c| CheckKind::MetricThreshold(Box::new(c)))
+        },
+    },
+    KindInfo {
+        name: "alarms",
+        description: "Fails when a named CloudWatch alarm (or one with a name prefix) is in ALARM; INSUFFICIENT_DATA follows a policy; optional bake window.",
+        schema: |g| crate::config::inline_schema::<metrics::alarms::AlarmsCheck>(g),
+        parse: |v, at| metrics::alarms::parse(v, at).map(CheckKind::Alarms),
+    },
+    KindInfo {
+        name: "canary",
+        description: "Judges the new revision against a baseline statistically: Mann-Whitney U with a Hodges-Lehmann interval for series, a two-proportion test for error rates.",
+        schema: |g| crate::config::inline_schema::<metrics::canary::CanaryCheck>(g),
+        parse: |v, at| metrics::canary::parse(v, at).map(|c| CheckKind::Canary(Box::new(c))),
     },
 ];
