@@ -20,11 +20,13 @@ $(VENV)/.installed: Makefile
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'moto[server]==$(MOTO_VERSION)'
 	touch $@
 
-## The whole suite: formatting, lints, unit, integration and end-to-end tests.
+## The whole suite: formatting, lints, unit, integration and end-to-end tests, then the
+## CDK app's type check, Jest tests (cdk-nag included) and offline synth.
 test: tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
+	bash cdk/run-tests.sh
 
 fmt:
 	cargo fmt --all

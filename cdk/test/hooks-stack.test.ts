@@ -1,0 +1,371 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Duration, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { GreenlightCode, GreenlightHooks, GreenlightHooksStack, type GreenlightHooksStackProps } from '../lib';
+import { allStatements, flat, isReadOnly, logicalIdOf, statementsOf, testApp } from './helpers';
+
+const NAMES = ['before-install', 'after-install', 'before-allow-traffic', 'after-allow-traffic'];
+const IDS = ['BeforeInstall', 'AfterInstall', 'BeforeAllowTraffic', 'AfterAllowTraffic'];
+const ARN = (service: string, rest: string) => `arn:<AWS::Partition>:${service}:<AWS::Region>:<AWS::AccountId>:${rest}`;
+
+function synth(props: GreenlightHooksStackProps = {}): { stack: GreenlightHooksStack; template: Template } {
+  const stack = new GreenlightHooksStack(testApp(), 'greenlight-hooks', props);
+  return { stack, template: Template.fromStack(stack) };
+}
+
+describe('the hooks stack', () => {
+  const { template } = synth();
+  const json = template.toJSON();
+
+  test('outputs the four function ARNs and the invoke role for cfn_output', () => {
+    expect(Object.keys(json.Outputs).sort()).toEqual(
+      [
+        'AfterAllowTrafficHookArn',
+        'AfterInstallHookArn',
+        'BeforeAllowTrafficHookArn',
+        'BeforeInstallHookArn',
+        'EcsBlueGreenDeployRoleArn',
+      ].sort(),
+    );
+    IDS.forEach((id) => {
+      const fn = logicalIdOf(template, 'AWS::Lambda::Function', `Hooks${id}`);
+      expect(json.Outputs[`${id}HookArn`].Value).toEqual({ 'Fn::GetAtt': [fn, 'Arn'] });
+    });
+    const role = logicalIdOf(template, 'AWS::IAM::Role', 'HooksEcsInvokeRole');
+    expect(json.Outputs.EcsBlueGreenDeployRoleArn.Value).toEqual({ 'Fn::GetAtt': [role, 'Arn'] });
+  });
+
+  test('four arm64 provided.al2023 functions with JSON logs in their own log groups', () => {
+    template.resourceCountIs('AWS::Lambda::Function', 4);
+    NAMES.forEach((name, i) => {
+      const logs = logicalIdOf(template, 'AWS::Logs::LogGroup', `Hooks${IDS[i]}Logs`);
+      const role = logicalIdOf(template, 'AWS::IAM::Role', `Hooks${IDS[i]}Role`);
+      template.hasResourceProperties('AWS::Lambda::Function', {
+        FunctionName: `greenlight-${name}`,
+        Runtime: 'provided.al2023',
+        Handler: 'bootstrap',
+        Architectures: ['arm64'],
+        MemorySize: 256,
+        Timeout: 300,
+        LoggingConfig: { LogFormat: 'JSON', LogGroup: { Ref: logs } },
+        Role: { 'Fn::GetAtt': [role, 'Arn'] },
+        Environment: Match.absent(),
+      });
+    });
+  });
+
+  test('log groups have a retention and go with cdk destroy', () => {
+    template.resourceCountIs('AWS::Logs::LogGroup', 4);
+    for (const name of NAMES) {
+      template.hasResource('AWS::Logs::LogGroup', {
+        Properties: { LogGroupName: `/aws/lambda/greenlight-${name}`, RetentionInDays: 30 },
+        DeletionPolicy: 'Delete',
+        UpdateReplacePolicy: 'Delete',
+      });
+    }
+  });
+
+  test("each function's role: its log group, invoking itself, and the checks policy", () => {
+    const policy = logicalIdOf(template, 'AWS::IAM::ManagedPolicy', 'HooksChecksPolicy');
+    NAMES.forEach((name, i) => {
+      const role = logicalIdOf(template, 'AWS::IAM::Role', `Hooks${IDS[i]}Role`);
+      template.hasResourceProperties('AWS::IAM::Role', {
+        AssumeRolePolicyDocument: {
+          Statement: [{ Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' } }],
+        },
+        ManagedPolicyArns: [{ Ref: policy }],
+      });
+      const logs = logicalIdOf(template, 'AWS::Logs::LogGroup', `Hooks${IDS[i]}Logs`);
+      const inline = logicalIdOf(template, 'AWS::IAM::Policy', `Hooks${IDS[i]}RoleDefaultPolicy`);
+      expect(json.Resources[inline].Properties.Roles).toEqual([{ Ref: role }]);
+      expect(statementsOf(template, inline)).toEqual([
+        { Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: [`<${logs}.Arn>`] },
+        {
+          Sid: 'InvokeItself',
+          Effect: 'Allow',
+          Action: ['lambda:InvokeFunction'],
+          Resource: [ARN('lambda', `function:greenlight-${name}`), ARN('lambda', `function:greenlight-${name}:*`)],
+        },
+      ]);
+    });
+  });
+
+  test('the checks policy, statement by statement', () => {
+    const policy = logicalIdOf(template, 'AWS::IAM::ManagedPolicy', 'HooksChecksPolicy');
+    expect(statementsOf(template, policy)).toEqual([
+      {
+        Sid: 'ReadEcsDeployments',
+        Effect: 'Allow',
+        Action: [
+          'ecs:DescribeServiceDeployments',
+          'ecs:DescribeServiceRevisions',
+          'ecs:DescribeServices',
+          'ecs:DescribeTasks',
+          'ecs:ListServiceDeployments',
+        ],
+        Resource: [
+          ARN('ecs', 'service-deployment/*'),
+          ARN('ecs', 'service-revision/*'),
+          ARN('ecs', 'service/*'),
+          ARN('ecs', 'task/*'),
+        ],
+      },
+      {
+        Sid: 'ReadEcsUnscoped',
+        Effect: 'Allow',
+        Action: ['ecs:DescribeTaskDefinition', 'ecs:ListTasks'],
+        Resource: ['*'],
+      },
+      {
+        Sid: 'ReadTargetHealth',
+        Effect: 'Allow',
+        Action: ['elasticloadbalancing:DescribeTargetGroups', 'elasticloadbalancing:DescribeTargetHealth'],
+        Resource: ['*'],
+      },
+      { Sid: 'ReadMetrics', Effect: 'Allow', Action: ['cloudwatch:GetMetricData'], Resource: ['*'] },
+      {
+        Sid: 'ReadAlarms',
+        Effect: 'Allow',
+        Action: ['cloudwatch:DescribeAlarms'],
+        Resource: [ARN('cloudwatch', 'alarm:*')],
+      },
+      {
+        Sid: 'ReadImageScanFindings',
+        Effect: 'Allow',
+        Action: ['ecr:DescribeImageScanFindings', 'ecr:DescribeImages'],
+        Resource: [ARN('ecr', 'repository/*')],
+      },
+      {
+        Sid: 'ReadCodeDeployDeployments',
+        Effect: 'Allow',
+        Action: ['codedeploy:GetDeployment', 'codedeploy:GetDeploymentGroup'],
+        Resource: [ARN('codedeploy', 'deploymentgroup:*/*')],
+      },
+      {
+        Sid: 'ReadCodeDeployTargets',
+        Effect: 'Allow',
+        Action: ['codedeploy:GetDeploymentTarget', 'codedeploy:ListDeploymentTargets'],
+        Resource: ['*'],
+      },
+      {
+        Sid: 'ReportToCodeDeploy',
+        Effect: 'Allow',
+        Action: ['codedeploy:PutLifecycleEventHookExecutionStatus'],
+        Resource: [ARN('codedeploy', 'deploymentgroup:*/*')],
+      },
+      {
+        Sid: 'ReadConfigurationAndSecrets',
+        Effect: 'Allow',
+        Action: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue', 'ssm:GetParameter'],
+        Resource: [ARN('secretsmanager', 'secret:greenlight/*'), ARN('ssm', 'parameter/greenlight/*')],
+      },
+      { Sid: 'PublishNotifications', Effect: 'Allow', Action: ['sns:Publish'], Resource: [ARN('sns', 'greenlight-*')] },
+    ]);
+  });
+
+  test('the role ECS invokes the hooks with: trusts ECS, invokes the four functions only', () => {
+    const role = logicalIdOf(template, 'AWS::IAM::Role', 'HooksEcsInvokeRole');
+    expect(json.Resources[role].Properties.AssumeRolePolicyDocument.Statement).toEqual([
+      { Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'ecs.amazonaws.com' } },
+    ]);
+    expect(flat(json.Resources[role].Properties.RoleName)).toBe('greenlight-ecs-hooks-<AWS::Region>');
+    expect(json.Resources[role].Properties.ManagedPolicyArns).toBeUndefined();
+    const inline = logicalIdOf(template, 'AWS::IAM::Policy', 'HooksEcsInvokeRoleDefaultPolicy');
+    expect(json.Resources[inline].Properties.Roles).toEqual([{ Ref: role }]);
+    expect(statementsOf(template, inline)).toEqual([
+      {
+        Sid: 'InvokeGreenlightHooks',
+        Effect: 'Allow',
+        Action: ['lambda:InvokeFunction'],
+        Resource: IDS.map((id) => `<${logicalIdOf(template, 'AWS::Lambda::Function', `Hooks${id}`)}.Arn>`).sort(),
+      },
+    ]);
+  });
+
+  test('no IAM statement allows a change on every resource', () => {
+    for (const s of allStatements(template)) {
+      expect(s.Action.filter((a) => a.includes('*'))).toEqual([]);
+      if (s.Resource.includes('*')) expect(s.Action.filter((a) => !isReadOnly(a))).toEqual([]);
+    }
+  });
+});
+
+describe('options', () => {
+  test('configuration in the environment, inline or by SSM parameter', () => {
+    const { template } = synth({
+      functions: {
+        beforeAllowTraffic: { config: { checks: { health: { type: 'http', url: 'http://example/health' } } } },
+        afterAllowTraffic: { configParameterName: '/greenlight/after-allow-traffic' },
+        afterInstall: { configParameterName: '/shop/greenlight', timeout: Duration.minutes(15), memorySize: 512 },
+      },
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      FunctionName: 'greenlight-before-allow-traffic',
+      Environment: {
+        Variables: { GREENLIGHT_CONFIG: '{"checks":{"health":{"type":"http","url":"http://example/health"}}}' },
+      },
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      FunctionName: 'greenlight-after-allow-traffic',
+      Environment: { Variables: { GREENLIGHT_CONFIG_PARAMETER: '/greenlight/after-allow-traffic' } },
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      FunctionName: 'greenlight-after-install',
+      Timeout: 900,
+      MemorySize: 512,
+      Environment: { Variables: { GREENLIGHT_CONFIG_PARAMETER: '/shop/greenlight' } },
+    });
+    // Under the prefix: covered by the checks policy. Elsewhere: granted to that function.
+    const afterAllow = logicalIdOf(template, 'AWS::IAM::Policy', 'HooksAfterAllowTrafficRoleDefaultPolicy');
+    expect(statementsOf(template, afterAllow).map((s) => s.Sid)).not.toContain('ReadConfigParameter');
+    const afterInstall = logicalIdOf(template, 'AWS::IAM::Policy', 'HooksAfterInstallRoleDefaultPolicy');
+    expect(statementsOf(template, afterInstall)).toContainEqual({
+      Sid: 'ReadConfigParameter',
+      Effect: 'Allow',
+      Action: ['ssm:GetParameter'],
+      Resource: [ARN('ssm', 'parameter/shop/greenlight')],
+    });
+  });
+
+  test('config and configParameterName together are refused', () => {
+    expect(() => synth({ functions: { beforeInstall: { config: {}, configParameterName: 'greenlight/x' } } })).toThrow(
+      /not both/,
+    );
+  });
+
+  test('migrations: run only the given families, pass only the given roles to ECS tasks', () => {
+    const { template } = synth({
+      migrations: {
+        taskDefinitionFamilies: ['shop-migrate'],
+        taskRoleArns: ['arn:aws:iam::123456789012:role/shop-migrate-task', 'arn:aws:iam::123456789012:role/shop-exec'],
+        clusters: ['shop'],
+      },
+    });
+    const policy = logicalIdOf(template, 'AWS::IAM::ManagedPolicy', 'HooksChecksPolicy');
+    const statements = statementsOf(template, policy);
+    const run = statements.find((st) => st.Sid === 'RunMigrationTasks');
+    expect(run?.Action).toEqual(['ecs:RunTask']);
+    expect(run?.Resource).toEqual([ARN('ecs', 'task-definition/shop-migrate:*')]);
+    const clusters = (run?.Condition as { ArnEquals: Record<string, unknown[]> }).ArnEquals['ecs:cluster'];
+    expect(clusters.map(flat)).toEqual([ARN('ecs', 'cluster/shop')]);
+    expect(statements).toContainEqual({
+      Sid: 'StopMigrationTasks',
+      Effect: 'Allow',
+      Action: ['ecs:StopTask'],
+      Resource: [ARN('ecs', 'task/shop/*')],
+    });
+    expect(statements).toContainEqual({
+      Sid: 'PassMigrationTaskRoles',
+      Effect: 'Allow',
+      Action: ['iam:PassRole'],
+      Resource: ['arn:aws:iam::123456789012:role/shop-exec', 'arn:aws:iam::123456789012:role/shop-migrate-task'],
+      Condition: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+    });
+  });
+
+  test('without migrations, no task may be run or stopped and no role passed', () => {
+    const { template } = synth();
+    const actions = allStatements(template).flatMap((s) => s.Action);
+    expect(actions).not.toContain('ecs:RunTask');
+    expect(actions).not.toContain('ecs:StopTask');
+    expect(actions).not.toContain('iam:PassRole');
+  });
+
+  test('CodeDeploy reports narrowed to named applications; topics given are added', () => {
+    const app = testApp();
+    const topics = new Stack(app, 'topics');
+    const topic = new sns.Topic(topics, 'Deployments');
+    const stack = new GreenlightHooksStack(app, 'greenlight-hooks', {
+      codeDeployApplications: ['shop'],
+      notificationTopics: [topic],
+    });
+    const template = Template.fromStack(stack);
+    const policy = logicalIdOf(template, 'AWS::IAM::ManagedPolicy', 'HooksChecksPolicy');
+    const statements = statementsOf(template, policy);
+    expect(statements.find((s) => s.Sid === 'ReportToCodeDeploy')?.Resource).toEqual([
+      ARN('codedeploy', 'deploymentgroup:shop/*'),
+    ]);
+    expect(statements.find((s) => s.Sid === 'PublishNotifications')?.Resource).toHaveLength(2);
+  });
+
+  test('in a VPC: network interfaces within the account and region only', () => {
+    const app = testApp();
+    const net = new Stack(app, 'net');
+    const vpc = new ec2.Vpc(net, 'Vpc', {
+      natGateways: 0,
+      subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }],
+    });
+    const stack = new GreenlightHooksStack(app, 'greenlight-hooks', {
+      vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+    });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      VpcConfig: Match.objectLike({ SubnetIds: Match.anyValue() }),
+    });
+    const policy = logicalIdOf(template, 'AWS::IAM::ManagedPolicy', 'HooksChecksPolicy');
+    expect(statementsOf(template, policy)).toContainEqual({
+      Sid: 'ManageNetworkInterfaces',
+      Effect: 'Allow',
+      Action: [
+        'ec2:AssignPrivateIpAddresses',
+        'ec2:CreateNetworkInterface',
+        'ec2:DeleteNetworkInterface',
+        'ec2:UnassignPrivateIpAddresses',
+      ],
+      Resource: [ARN('ec2', '*/*')],
+    });
+    for (const s of allStatements(template)) {
+      if (s.Resource.includes('*')) expect(s.Action.filter((a) => !isReadOnly(a))).toEqual([]);
+    }
+  });
+
+  test('another prefix renames everything', () => {
+    const { template } = synth({ prefix: 'shop-gates' });
+    for (const name of NAMES) {
+      template.hasResourceProperties('AWS::Lambda::Function', { FunctionName: `shop-gates-${name}` });
+      template.hasResourceProperties('AWS::Logs::LogGroup', { LogGroupName: `/aws/lambda/shop-gates-${name}` });
+    }
+    const policy = logicalIdOf(template, 'AWS::IAM::ManagedPolicy', 'HooksChecksPolicy');
+    expect(statementsOf(template, policy).find((s) => s.Sid === 'PublishNotifications')?.Resource).toEqual([
+      ARN('sns', 'shop-gates-*'),
+    ]);
+  });
+
+  test.each(['', 'Greenlight', '1abc', 'abc-', 'a'.repeat(33), 'a_b'])('prefix %j is refused', (prefix) => {
+    expect(() => synth({ prefix })).toThrow(/invalid prefix/);
+  });
+
+  test('prebuilt binaries from `cargo lambda build --release --arm64`', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'greenlight-lambda-'));
+    for (const name of NAMES) {
+      fs.mkdirSync(path.join(dir, name));
+      fs.writeFileSync(path.join(dir, name, 'bootstrap'), '');
+    }
+    const { template } = synth({ code: GreenlightCode.fromBuildOutput(dir) });
+    template.resourceCountIs('AWS::Lambda::Function', 4);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'provided.al2023',
+      Architectures: ['arm64'],
+      Handler: 'bootstrap',
+    });
+    fs.rmSync(path.join(dir, 'after-install'), { recursive: true });
+    expect(() => synth({ code: GreenlightCode.fromBuildOutput(dir) })).toThrow(
+      /after-install\/bootstrap does not exist/,
+    );
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  test('GreenlightHooks.fromPrefix imports the functions by name', () => {
+    const stack = new Stack(testApp(), 'user');
+    const fns = GreenlightHooks.fromPrefix(stack, 'Greenlight', 'shop');
+    expect(flat(stack.resolve(fns.beforeAllowTraffic.functionArn))).toBe(
+      ARN('lambda', 'function:shop-before-allow-traffic'),
+    );
+    expect(flat(stack.resolve(fns.afterInstall.functionArn))).toBe(ARN('lambda', 'function:shop-after-install'));
+  });
+});

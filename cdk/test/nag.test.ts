@@ -1,0 +1,127 @@
+/**
+ * cdk-nag's AWS Solutions checks on every stack the app can build, and on the construct in a
+ * user's stack: no finding is left unacknowledged, each acknowledgment has a reason, and no
+ * IAM statement allows a change on every resource.
+ */
+import { Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import {
+  EcsBlueGreenExampleStack,
+  GreenlightHooks,
+  GreenlightHooksStack,
+  GreenlightServiceHooks,
+  LambdaCanaryExampleStack,
+} from '../lib';
+import { acknowledgments, allStatements, isReadOnly, nagFindings, testApp } from './helpers';
+
+function stacks(): Record<string, Stack> {
+  const app = testApp();
+  const net = new Stack(app, 'net');
+  const vpc = new ec2.Vpc(net, 'Vpc', {
+    natGateways: 0,
+    subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }],
+    restrictDefaultSecurityGroup: false,
+  });
+  const keys = new Stack(app, 'keys');
+  const key = new kms.Key(keys, 'Config', { enableKeyRotation: true });
+
+  // A user's own stack with a service and the construct, functions imported by prefix.
+  const user = new Stack(app, 'user');
+  const cluster = new ecs.Cluster(user, 'Cluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+  const task = new ecs.FargateTaskDefinition(user, 'Task');
+  task.addContainer('web', {
+    image: ecs.ContainerImage.fromRegistry('public.ecr.aws/nginx/nginx:stable'),
+    logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'web' }),
+  });
+  const service = new ecs.FargateService(user, 'Service', {
+    cluster,
+    taskDefinition: task,
+    minHealthyPercent: 100,
+    deploymentStrategy: ecs.DeploymentStrategy.LINEAR,
+    linearConfiguration: { stepPercent: 20, stepBakeTime: Duration.minutes(2) },
+  });
+  Validations.of(service).acknowledge({
+    id: '@aws-cdk/aws-ecs:shouldUseCircuitBreaker',
+    reason: "The user's service: deployments are stopped by Greenlight's hooks and alarms.",
+  });
+  new GreenlightServiceHooks(user, 'Greenlight', {
+    service,
+    functions: GreenlightHooks.fromPrefix(user, 'GreenlightFunctions'),
+    config: { checks: { health: { type: 'http', url: 'http://svc.internal/health' } } },
+  });
+
+  return {
+    hooks: new GreenlightHooksStack(app, 'greenlight-hooks'),
+    hooksWithEverything: new GreenlightHooksStack(app, 'greenlight-hooks-full', {
+      prefix: 'full',
+      vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+      decryptionKeys: [key],
+      codeDeployApplications: ['shop', 'billing'],
+      migrations: {
+        taskDefinitionFamilies: ['shop-migrate'],
+        taskRoleArns: ['arn:aws:iam::123456789012:role/shop-migrate'],
+      },
+      functions: { beforeInstall: { configParameterName: 'elsewhere/config' } },
+    }),
+    ecsExample: new EcsBlueGreenExampleStack(app, 'greenlight-example-ecs'),
+    canaryExample: new LambdaCanaryExampleStack(app, 'greenlight-example-lambda-canary'),
+    user,
+  };
+}
+
+describe.each(Object.entries(stacks()))('%s', (_name, stack) => {
+  const template = Template.fromStack(stack);
+
+  test('no unacknowledged cdk-nag AwsSolutions finding, error or warning', () => {
+    expect(nagFindings(stack)).toEqual([]);
+  });
+
+  test('no errors or warnings from synthesis', () => {
+    expect(Annotations.fromStack(stack).findError('*', Match.anyValue())).toEqual([]);
+    expect(Annotations.fromStack(stack).findWarning('*', Match.anyValue())).toEqual([]);
+  });
+
+  test('every acknowledgment gives a reason', () => {
+    for (const a of acknowledgments(stack)) {
+      expect(a.reason.trim().length).toBeGreaterThan(30);
+    }
+  });
+
+  test('no IAM statement allows a change on every resource, nor a wildcard action', () => {
+    for (const s of allStatements(template)) {
+      expect(s.Action.filter((a) => a.includes('*'))).toEqual([]);
+      if (s.Resource.includes('*')) {
+        expect({ where: s.where, sid: s.Sid, mutating: s.Action.filter((a) => !isReadOnly(a)) }).toEqual({
+          where: s.where,
+          sid: s.Sid,
+          mutating: [],
+        });
+      }
+    }
+  });
+});
+
+describe('the checks themselves', () => {
+  test('an unacknowledged wildcard is found, and an acknowledged one is not', () => {
+    const stack = new Stack(testApp(), 'probe');
+    const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['sns:Publish'], resources: ['*'] }));
+    expect(nagFindings(stack)).toEqual(['AwsSolutions-IAM5[Resource::*] error probe/Role/DefaultPolicy/Resource']);
+    Validations.of(role).acknowledge({ id: 'AwsSolutions-IAM5[Resource::*]', reason: 'probe' });
+    expect(nagFindings(stack)).toEqual([]);
+    const [statement] = allStatements(Template.fromStack(stack));
+    expect(statement.Action.filter((a) => !isReadOnly(a))).toEqual(['sns:Publish']);
+  });
+
+  test('read-only means Describe, List, Get and BatchGet', () => {
+    expect(
+      ['ecs:DescribeTasks', 'ecs:ListTasks', 'ssm:GetParameter', 'codedeploy:BatchGetDeployments'].every(isReadOnly),
+    ).toBe(true);
+    expect(['ecs:RunTask', 'iam:PassRole', 'logs:PutLogEvents', 'ecs:Describe*'].some(isReadOnly)).toBe(false);
+  });
+});
