@@ -177,13 +177,30 @@ impl CheckConfig {
 }
 
 /// Greenlight's top-level settings other than the checks.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settings {
     /// What to do when no check applies at the stage: `pass` (default, with a warning) or
     /// `fail`.
     #[serde(default)]
     pub when_no_checks: NoChecksPolicy,
+    /// CodeDeploy: how long a hook may keep waiting (re-invoking itself) before it reports
+    /// Failed as undecided. Below CodeDeploy's one hour. Default `50m`.
+    #[serde(default = "default_max_wait")]
+    pub code_deploy_max_wait: HumanDuration,
+}
+
+fn default_max_wait() -> HumanDuration {
+    HumanDuration::secs(50 * 60)
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            when_no_checks: NoChecksPolicy::default(),
+            code_deploy_max_wait: default_max_wait(),
+        }
+    }
 }
 
 /// The whole configuration, validated.
@@ -204,6 +221,25 @@ pub struct Config {
 struct ConfigDocument {
     /// The checks, by name. A name is 1-64 characters of letters, digits, `-` and `_`.
     /// Set a check to `null` (in a later source) to remove it.
+    #[serde(default)]
+    checks: IndexMap<String, CheckDocument>,
+    #[serde(flatten)]
+    settings: Settings,
+    /// Settings for one ECS service, by `cluster/service` (or `service`), merged over the
+    /// rest (and under the hook's hookDetails.greenlight).
+    #[serde(default)]
+    services: IndexMap<String, OverrideDocument>,
+    /// Settings for one CodeDeploy application (`application`) or deployment group
+    /// (`application/deploymentGroup`), merged over the rest, the group's last.
+    #[serde(default)]
+    code_deploy: IndexMap<String, OverrideDocument>,
+}
+
+/// A configuration for one service or deployment group (no further nesting).
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+struct OverrideDocument {
     #[serde(default)]
     checks: IndexMap<String, CheckDocument>,
     #[serde(flatten)]
@@ -470,7 +506,46 @@ pub fn parse(value: &Value) -> Result<Config, ConfigError> {
     }
     let mut rest = map.clone();
     let checks_value = rest.remove("checks");
+    for key in ["services", "codeDeploy"] {
+        match rest.remove(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(entries)) => {
+                for (name, doc) in &entries {
+                    if doc.get("services").is_some() || doc.get("codeDeploy").is_some() {
+                        return Err(ConfigError::new(
+                            format!("{key}.{name}"),
+                            "cannot hold services or codeDeploy itself",
+                        ));
+                    }
+                    parse(doc).map_err(|e| {
+                        ConfigError::new(
+                            format!("{key}.{name}.{}", e.path)
+                                .trim_end_matches('.')
+                                .to_string(),
+                            e.message,
+                        )
+                    })?;
+                }
+            }
+            Some(other) => {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "is {}, expected an object of name → settings",
+                        kind_of(&other)
+                    ),
+                ));
+            }
+        }
+    }
     let settings: Settings = typed(Value::Object(rest), "")?;
+    let wait = settings.code_deploy_max_wait.get();
+    if wait.is_zero() || wait >= std::time::Duration::from_secs(3600) {
+        return Err(ConfigError::new(
+            "codeDeployMaxWait",
+            "must be more than zero and less than CodeDeploy's one hour",
+        ));
+    }
     let mut checks = Vec::new();
     match checks_value {
         None | Some(Value::Null) => {}
@@ -509,6 +584,59 @@ pub fn parse(value: &Value) -> Result<Config, ConfigError> {
 pub struct Source {
     pub origin: String,
     pub value: Value,
+}
+
+/// Which per-service or per-deployment-group settings apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selector {
+    /// ECS: `cluster` and `service`.
+    pub cluster: Option<String>,
+    pub service: Option<String>,
+    /// CodeDeploy: application and deployment group.
+    pub application: Option<String>,
+    pub deployment_group: Option<String>,
+}
+
+impl Selector {
+    /// The keys looked up, least specific first.
+    fn keys(&self) -> Vec<(&'static str, String)> {
+        let mut k = Vec::new();
+        if let Some(s) = &self.service {
+            k.push(("services", s.clone()));
+            if let Some(c) = &self.cluster {
+                k.push(("services", format!("{c}/{s}")));
+            }
+        }
+        if let Some(a) = &self.application {
+            k.push(("codeDeploy", a.clone()));
+            if let Some(g) = &self.deployment_group {
+                k.push(("codeDeploy", format!("{a}/{g}")));
+            }
+        }
+        k
+    }
+}
+
+/// Merges the function's own sources, then the settings its `services` / `codeDeploy`
+/// maps hold for `selector`, then `hook` (ECS hookDetails.greenlight), and validates.
+pub fn resolve_for(
+    base: &[Source],
+    hook: Option<Source>,
+    selector: &Selector,
+) -> Result<Config, ConfigError> {
+    let mut sources: Vec<Source> = base.to_vec();
+    for (map, key) in selector.keys() {
+        for s in base {
+            if let Some(v) = s.value.get(map).and_then(|m| m.get(&key)) {
+                sources.push(Source {
+                    origin: format!("{} at {map}.{key}", s.origin),
+                    value: v.clone(),
+                });
+            }
+        }
+    }
+    sources.extend(hook);
+    resolve(&sources)
 }
 
 /// Merges the sources in order and validates the result. An error names the source

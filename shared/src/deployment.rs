@@ -97,6 +97,9 @@ pub struct Deployment {
     /// `Some(true)` when the event shows no previous revision at a traffic-shift stage.
     pub first_deployment: Option<bool>,
     pub codedeploy_deployment_id: Option<String>,
+    /// What CodeDeploy says the deployment deploys (CodeDeploy invocations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codedeploy: Option<crate::discovery::CodeDeployFacts>,
 }
 
 fn ser_role<S: serde::Serializer>(r: &Role, s: S) -> Result<S::Ok, S::Error> {
@@ -175,6 +178,7 @@ impl Deployment {
             traffic,
             first_deployment,
             codedeploy_deployment_id: None,
+            codedeploy: None,
         }
     }
 
@@ -198,7 +202,38 @@ impl Deployment {
             traffic: TrafficDirection::Unknown,
             first_deployment: None,
             codedeploy_deployment_id: Some(ev.deployment_id.clone()),
+            codedeploy: None,
         }
+    }
+
+    /// Fills in what CodeDeploy discovery found: the ECS service, or the Lambda function.
+    pub fn with_codedeploy(mut self, facts: crate::discovery::CodeDeployFacts) -> Deployment {
+        if let Some(ecs) = &facts.ecs {
+            let arn = ecs
+                .service_arn
+                .as_deref()
+                .map(parse_ecs_arn)
+                .unwrap_or_default();
+            self.cluster = ecs.cluster.clone().or(arn.cluster);
+            self.service = ecs.service.clone().or(arn.service);
+            self.region = arn.region.or(self.region);
+            self.account = arn.account;
+            self.service_arn = ecs.service_arn.clone();
+        }
+        if let Some(f) = &facts.lambda {
+            let parts: Vec<&str> = f
+                .function_name
+                .as_deref()
+                .unwrap_or_default()
+                .split(':')
+                .collect();
+            if parts.len() >= 5 && parts[0] == "arn" {
+                self.region = Some(parts[3].to_string());
+                self.account = Some(parts[4].to_string());
+            }
+        }
+        self.codedeploy = Some(facts);
+        self
     }
 
     /// True while ECS is moving traffic back to the previous revision.

@@ -74,6 +74,60 @@ impl Facts {
             .clone()
     }
 
+    /// The target groups of the new (`green`) or previous revision, as ARNs: from the ECS
+    /// service revisions, or for CodeDeploy from the deployment's task sets (by name).
+    pub async fn target_groups(
+        &self,
+        services: &Services,
+        deployment: &Deployment,
+        budget: &Budget,
+        green: bool,
+    ) -> Result<Vec<String>, String> {
+        if let Some(ecs) = deployment.codedeploy.as_ref().and_then(|c| c.ecs.as_ref()) {
+            let set = if green { &ecs.green } else { &ecs.blue };
+            let name = set
+                .as_ref()
+                .and_then(|s| s.target_group.clone())
+                .ok_or_else(|| {
+                    format!(
+                        "the CodeDeploy deployment has no {} task set with a target group",
+                        if green { "green" } else { "blue" }
+                    )
+                })?;
+            let call = services
+                .elbv2()
+                .await
+                .describe_target_groups()
+                .names(&name)
+                .send();
+            let out = budget
+                .run(call)
+                .await
+                .ok_or_else(|| {
+                    "ELBv2 DescribeTargetGroups did not answer within the invocation's budget"
+                        .to_string()
+                })?
+                .map_err(|e| {
+                    aws_error(
+                        "ELBv2 DescribeTargetGroups",
+                        "elasticloadbalancing:DescribeTargetGroups",
+                        &e,
+                    )
+                })?;
+            return Ok(out
+                .target_groups()
+                .iter()
+                .filter_map(|t| t.target_group_arn().map(str::to_string))
+                .collect());
+        }
+        let rev = if green {
+            self.revision(services, deployment, budget).await?
+        } else {
+            self.source_revision(services, deployment, budget).await?
+        };
+        Ok(rev.target_groups)
+    }
+
     /// The `LoadBalancer` dimension (`app/NAME/ID`) of a target group's load balancer.
     pub async fn load_balancer_dimension(
         &self,

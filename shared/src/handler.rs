@@ -21,10 +21,12 @@ use crate::budget::Budget;
 use crate::checks::{self, CheckContext};
 use crate::config::{
     self, CONFIG_KEY, CheckConfig, Config, ConfigError, DECISION_KEY, FirstDeployment,
-    NoChecksPolicy, STATE_KEY, Source,
+    NoChecksPolicy, STATE_KEY, Selector, Source,
 };
 use crate::deployment::{Deployment, Protocol};
+use crate::discovery;
 use crate::facts::Facts;
+use crate::protocol::codedeploy::Continuation;
 use crate::protocol::codedeploy::{self, ReportStatus, Reported};
 use crate::protocol::{
     self, CodeDeployEvent, EcsEvent, EcsResponse, HookStatus, Invocation, Stage,
@@ -42,6 +44,10 @@ pub struct Decision {
     pub call_back_delay: Option<u64>,
     pub record: DecisionRecord,
     pub state: Option<RunState>,
+    /// CodeDeploy: keep waiting in a new invocation carrying this.
+    pub continuation: Option<Continuation>,
+    /// CodeDeploy: a retried invocation after the status was reported; report nothing.
+    pub already_reported: bool,
 }
 
 impl Decision {
@@ -67,6 +73,8 @@ impl Decision {
                 budget_ms: 0,
             },
             state: None,
+            continuation: None,
+            already_reported: false,
         }
     }
 
@@ -102,15 +110,38 @@ pub async fn handle(
         }
         Ok(Invocation::CodeDeploy(ev)) => {
             let deployment = Deployment::from_codedeploy(role, &ev);
+            // A continuation waits out the delay its predecessor asked for.
+            if let Some(c) = &ev.continuation {
+                let wait = Duration::from_millis(c.not_before_ms.saturating_sub(runner::now_ms()));
+                tokio::time::sleep(wait.min(budget.remaining() / 2)).await;
+            }
             let mut d = guarded(
                 role,
                 &budget,
                 Some(deployment.clone()),
-                decide_codedeploy(services, role, deployment, budget),
+                decide_codedeploy(services, role, &ev, deployment, budget),
             )
             .await;
             d.record.elapsed_ms = started.elapsed().as_millis() as u64;
             d.record.budget_ms = budget.end().saturating_duration_since(started).as_millis() as u64;
+            if d.already_reported {
+                d.record.log();
+                return Ok(json!({"reported": "AlreadyCompleted", "reason": d.record.reason}));
+            }
+            if let Some(c) = d.continuation.clone() {
+                match continue_later(services, &c, &budget).await {
+                    Ok(()) => {
+                        d.record.log();
+                        return Ok(
+                            json!({"continued": true, "hop": c.hop, "callBackDelay": d.call_back_delay, "reason": d.record.reason}),
+                        );
+                    }
+                    Err(e) => {
+                        d.status = HookStatus::Failed;
+                        d.record.reason = format!("{e}; undecided: {}", d.record.reason);
+                    }
+                }
+            }
             report_codedeploy(services, &ev, d, &budget).await
         }
     }
@@ -265,13 +296,17 @@ async fn load_config(
     services: &Services,
     budget: &Budget,
     hook: Option<Source>,
+    deployment: &Deployment,
 ) -> Result<Config, ConfigError> {
-    let mut sources = Vec::new();
-    if let Some(base) = services.base_config(budget).await? {
-        sources.push(base);
-    }
-    sources.extend(hook);
-    config::resolve(&sources)
+    let base: Vec<Source> = services.base_config(budget).await?.into_iter().collect();
+    let cd = deployment.codedeploy.as_ref();
+    let selector = Selector {
+        cluster: deployment.cluster.clone(),
+        service: deployment.service.clone(),
+        application: cd.map(|c| c.application.clone()),
+        deployment_group: cd.map(|c| c.deployment_group.clone()),
+    };
+    config::resolve_for(&base, hook, &selector)
 }
 
 async fn decide_ecs(
@@ -309,7 +344,7 @@ async fn decide_ecs(
         return d;
     }
     let config = match hook_source(&ev.hook_details) {
-        Ok(hook) => load_config(services, &budget, hook).await,
+        Ok(hook) => load_config(services, &budget, hook, &deployment).await,
         Err(e) => Err(e),
     };
     let config = match config {
@@ -389,15 +424,120 @@ async fn decide_ecs(
 async fn decide_codedeploy(
     services: &Services,
     role: Role,
+    ev: &CodeDeployEvent,
     deployment: Deployment,
     budget: Budget,
 ) -> Decision {
-    let config = match load_config(services, &budget, None).await {
+    let facts = match discovery::discover(services, &ev.deployment_id, &budget).await {
+        Ok(f) => f,
+        Err(e) => {
+            return Decision::failed(
+                role,
+                format!("the deployment could not be discovered: {e}"),
+                Some(deployment),
+            );
+        }
+    };
+    if ev.continuation.is_none()
+        && let Some(why) = facts.already_reported(role.codedeploy_hooks())
+    {
+        let mut d = Decision::new(
+            role,
+            HookStatus::Succeeded,
+            format!("nothing to do: {why} (a retried invocation)"),
+            Some(deployment.with_codedeploy(facts)),
+        );
+        d.already_reported = true;
+        return d;
+    }
+    let deployment = deployment.with_codedeploy(facts);
+    let config = match load_config(services, &budget, None, &deployment).await {
         Ok(c) => c,
         Err(e) => return Decision::failed(role, e.to_string(), Some(deployment)),
     };
-    let prior = RunState::fresh(&deployment.key);
-    decide(services, role, &config, None, deployment, prior, budget).await
+    let chain_started = ev
+        .continuation
+        .as_ref()
+        .map(|c| c.chain_started_at_ms)
+        .unwrap_or_else(runner::now_ms);
+    let hop = ev.continuation.as_ref().map(|c| c.hop).unwrap_or(0);
+    let prior = ev
+        .continuation
+        .as_ref()
+        .and_then(|c| serde_json::from_value::<RunState>(c.state.clone()).ok())
+        .filter(|s| s.deployment == deployment.key && s.v == runner::STATE_VERSION)
+        .unwrap_or_else(|| RunState::fresh(&deployment.key));
+    let mut d = decide(services, role, &config, None, deployment, prior, budget).await;
+    if d.status != HookStatus::InProgress {
+        return d;
+    }
+    // CodeDeploy has no IN_PROGRESS: wait by re-invoking this function, within the limit.
+    let waited = Duration::from_millis(runner::now_ms().saturating_sub(chain_started));
+    let delay = Duration::from_secs(d.call_back_delay.unwrap_or(1));
+    let limit = config.settings.code_deploy_max_wait;
+    let undecided = |d: &mut Decision, why: String| {
+        d.status = HookStatus::Failed;
+        d.call_back_delay = None;
+        d.record.reason = why;
+    };
+    if waited + delay >= limit.get() {
+        let why = format!(
+            "undecided after {} (codeDeployMaxWait {limit}): {}",
+            crate::duration::HumanDuration(Duration::from_secs(waited.as_secs())),
+            d.record.reason
+        );
+        undecided(&mut d, why);
+    } else if services.own_function().is_none() {
+        let why = format!(
+            "undecided within one invocation, and the function cannot re-invoke itself (AWS_LAMBDA_FUNCTION_NAME is not set): {}",
+            d.record.reason
+        );
+        undecided(&mut d, why);
+    } else {
+        d.continuation = Some(Continuation {
+            deployment_id: ev.deployment_id.clone(),
+            lifecycle_event_hook_execution_id: ev.execution_id.clone(),
+            state: d
+                .state
+                .as_ref()
+                .map(|s| serde_json::to_value(s).unwrap_or_default())
+                .unwrap_or_default(),
+            chain_started_at_ms: chain_started,
+            hop: hop + 1,
+            not_before_ms: runner::now_ms() + delay.as_millis() as u64,
+        });
+    }
+    d
+}
+
+/// Re-invokes this function asynchronously with the continuation.
+async fn continue_later(
+    services: &Services,
+    c: &Continuation,
+    budget: &Budget,
+) -> Result<(), String> {
+    let function = services.own_function().unwrap_or_default();
+    let payload = serde_json::to_vec(&c.to_event()).unwrap_or_default();
+    let call = services
+        .lambda()
+        .await
+        .invoke()
+        .function_name(&function)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+        .send();
+    let limit = budget
+        .until_deadline()
+        .saturating_sub(Duration::from_millis(300));
+    match tokio::time::timeout(limit, call).await {
+        Err(_) => Err("Lambda Invoke (to keep waiting) did not answer in time".into()),
+        Ok(Err(e)) => Err(crate::services::aws_error(
+            "Lambda Invoke (to keep waiting)",
+            "lambda:InvokeFunction on the function itself",
+            &e,
+        )),
+        Ok(Ok(_)) => Ok(()),
+    }
 }
 
 /// Runs the checks that apply and turns the run into a decision.

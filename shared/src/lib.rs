@@ -17,6 +17,8 @@ pub mod budget;
 pub mod checks;
 pub mod config;
 pub mod deployment;
+pub mod discovery;
+
 pub mod duration;
 pub mod facts;
 pub mod handler;

@@ -63,6 +63,8 @@ pub struct Services {
     elbv2: OnceCell<aws_sdk_elasticloadbalancingv2::Client>,
     ecr: OnceCell<aws_sdk_ecr::Client>,
     cloudwatch: OnceCell<aws_sdk_cloudwatch::Client>,
+    lambda: OnceCell<aws_sdk_lambda::Client>,
+    own_function: std::sync::Mutex<Option<String>>,
 }
 
 /// Describes a failed AWS call in words, naming the IAM permission when access was denied.
@@ -137,6 +139,8 @@ impl Services {
             elbv2: OnceCell::new(),
             ecr: OnceCell::new(),
             cloudwatch: OnceCell::new(),
+            lambda: OnceCell::new(),
+            own_function: std::sync::Mutex::new(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok()),
         }
     }
 
@@ -183,6 +187,34 @@ impl Services {
         self.cloudwatch
             .get_or_init(|| async { aws_sdk_cloudwatch::Client::new(sdk) })
             .await
+    }
+
+    pub async fn lambda(&self) -> &aws_sdk_lambda::Client {
+        let sdk = self.sdk_config().await;
+        self.lambda
+            .get_or_init(|| async { aws_sdk_lambda::Client::new(sdk) })
+            .await
+    }
+
+    /// Uses `client` for Lambda calls.
+    pub fn set_lambda(&self, client: aws_sdk_lambda::Client) {
+        let _ = self.lambda.set(client);
+    }
+
+    /// The function this process runs as (`AWS_LAMBDA_FUNCTION_NAME`), which a CodeDeploy
+    /// hook re-invokes to wait beyond one invocation.
+    pub fn own_function(&self) -> Option<String> {
+        self.own_function
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sets the function to re-invoke (tests and tools).
+    pub fn set_own_function(&self, name: Option<String>) {
+        if let Ok(mut f) = self.own_function.lock() {
+            *f = name;
+        }
     }
 
     /// Uses `client` for CloudWatch calls.

@@ -5,7 +5,7 @@
 use crate::deployment::Deployment;
 
 /// The names a template may use.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 17] = [
     "cluster",
     "service",
     "region",
@@ -17,6 +17,12 @@ pub const NAMES: [&str; 11] = [
     "greenTargetGroup",
     "blueTargetGroup",
     "loadBalancer",
+    "application",
+    "deploymentGroup",
+    "functionName",
+    "alias",
+    "newVersion",
+    "oldVersion",
 ];
 
 /// Splits a template into literal text and placeholder names.
@@ -49,6 +55,10 @@ pub fn validate(template: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn lambda(d: &Deployment) -> Option<&crate::discovery::LambdaFacts> {
+    d.codedeploy.as_ref().and_then(|c| c.lambda.as_ref())
+}
+
 fn value(name: &str, d: &Deployment) -> Option<String> {
     let id_of = |arn: &Option<String>| {
         arn.as_deref()
@@ -64,6 +74,12 @@ fn value(name: &str, d: &Deployment) -> Option<String> {
         "targetRevisionId" => d.target_revision_id.clone(),
         "sourceRevisionId" => id_of(&d.source_revision_arn),
         "function" => Some(d.role.name().to_string()),
+        "application" => d.codedeploy.as_ref().map(|c| c.application.clone()),
+        "deploymentGroup" => d.codedeploy.as_ref().map(|c| c.deployment_group.clone()),
+        "functionName" => lambda(d).and_then(|l| l.function_name.clone()),
+        "alias" => lambda(d).and_then(|l| l.alias.clone()),
+        "newVersion" => lambda(d).and_then(|l| l.target_version.clone()),
+        "oldVersion" => lambda(d).and_then(|l| l.current_version.clone()),
         _ => None,
     }
 }

@@ -24,7 +24,10 @@ fn json_blocks_with_checks(markdown: &str) -> Vec<Value> {
 fn the_readme_configuration_example_is_valid() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let blocks = json_blocks_with_checks(&readme);
-    assert!(!blocks.is_empty(), "the README shows a configuration example");
+    assert!(
+        !blocks.is_empty(),
+        "the README shows a configuration example"
+    );
     for b in blocks {
         greenlight::config::parse(&b).unwrap_or_else(|e| panic!("README example {b}: {e}"));
     }
@@ -34,11 +37,14 @@ fn the_readme_configuration_example_is_valid() {
 fn the_ecspresso_example_hook_details_are_valid() {
     let text = std::fs::read_to_string(root().join("cdk/examples/ecs-service-def.json")).unwrap();
     let def: Value = serde_json::from_str(&text).unwrap();
-    let hooks = def["deploymentConfiguration"]["lifecycleHooks"].as_array().expect("lifecycleHooks");
+    let hooks = def["deploymentConfiguration"]["lifecycleHooks"]
+        .as_array()
+        .expect("lifecycleHooks");
     let mut seen = 0;
     for h in hooks {
         if let Some(g) = h.get("hookDetails").and_then(|d| d.get("greenlight")) {
-            greenlight::config::parse(g).unwrap_or_else(|e| panic!("{}: {e}", h["lifecycleStages"]));
+            greenlight::config::parse(g)
+                .unwrap_or_else(|e| panic!("{}: {e}", h["lifecycleStages"]));
             seen += 1;
         }
     }

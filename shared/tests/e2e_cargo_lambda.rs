@@ -104,7 +104,7 @@ async fn four_functions_under_cargo_lambda_watch() {
         .is_err()
     {
         assert!(
-            started.elapsed() < Duration::from_secs(120),
+            started.elapsed() < Duration::from_secs(600),
             "cargo lambda watch did not listen: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
@@ -168,7 +168,7 @@ async fn four_functions_under_cargo_lambda_watch() {
     // CodeDeploy: the answer is a summary; the status goes to the CodeDeploy API.
     let out = invoke(port, "after-allow-traffic", &event("codedeploy.json")).await;
     assert_eq!(out["reported"], "Succeeded", "{out:#}");
-    let calls = codedeploy.calls();
+    let calls = codedeploy.reports();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].body["status"], "Succeeded");
     assert_eq!(calls[0].body["deploymentId"], "d-ABCDEF123");

@@ -225,6 +225,38 @@ fn table() -> BTreeMap<&'static str, Expect> {
             e(AfterAllowTraffic, "codedeploy", None, Unknown, "", ""),
         ),
         (
+            "codedeploy-ecs-before-install.json",
+            e(BeforeInstall, "codedeploy", None, Unknown, "", ""),
+        ),
+        (
+            "codedeploy-ecs-after-install.json",
+            e(AfterInstall, "codedeploy", None, Unknown, "", ""),
+        ),
+        (
+            "codedeploy-ecs-after-allow-test-traffic.json",
+            e(BeforeAllowTraffic, "codedeploy", None, Unknown, "", ""),
+        ),
+        (
+            "codedeploy-ecs-before-allow-traffic.json",
+            e(BeforeAllowTraffic, "codedeploy", None, Unknown, "", ""),
+        ),
+        (
+            "codedeploy-ecs-after-allow-traffic.json",
+            e(AfterAllowTraffic, "codedeploy", None, Unknown, "", ""),
+        ),
+        (
+            "codedeploy-lambda-before-allow-traffic.json",
+            e(BeforeAllowTraffic, "codedeploy", None, Unknown, "", ""),
+        ),
+        (
+            "codedeploy-lambda-after-allow-traffic.json",
+            e(AfterAllowTraffic, "codedeploy", None, Unknown, "", ""),
+        ),
+        (
+            "codedeploy-continuation.json",
+            e(BeforeAllowTraffic, "codedeploy", None, Unknown, "", ""),
+        ),
+        (
             "malformed-empty-object.json",
             e(
                 BeforeInstall,
@@ -381,8 +413,13 @@ fn every_event_parses_as_intended() {
                 }
             }
             (Ok(Invocation::CodeDeploy(c)), "codedeploy") => {
-                assert_eq!(c.deployment_id, "d-ABCDEF123");
-                assert!(!c.execution_id.is_empty());
+                assert!(c.deployment_id.starts_with("d-"), "{name}");
+                assert!(!c.execution_id.is_empty(), "{name}");
+                assert_eq!(
+                    c.continuation.is_some(),
+                    name == "codedeploy-continuation.json",
+                    "{name}"
+                );
             }
             (Err(e), "error") => assert!(e.0.contains(want.reason), "{name}: {e}"),
             (other, kind) => panic!("{name}: expected {kind}, got {other:?}"),

@@ -156,7 +156,7 @@ async fn a_slow_target_within_the_timeout_passes_and_its_latency_is_recorded() {
 
 #[tokio::test]
 async fn a_placeholder_without_a_value_is_an_error_of_the_check() {
-    let checks = json!({"h": {"type": "http", "url": "http://${cluster}.internal/health"}});
+    let checks = json!({"h": {"type": "http", "url": "http://${functionName}.internal/health"}});
     let services = services_with(Some(&json!({"checks": checks}).to_string()));
     let cd = FakeCodeDeploy::start(vec![]).await;
     let services_cd = cd
@@ -175,10 +175,10 @@ async fn a_placeholder_without_a_value_is_an_error_of_the_check() {
         out["reason"]
             .as_str()
             .unwrap()
-            .contains("${cluster} has no value in this deployment"),
+            .contains("${functionName} has no value in this deployment"),
         "{out}"
     );
-    // In an ECS deployment the same template resolves.
+    // An unknown name is refused with the configuration.
     let bad = with_checks(
         "ecs-test-traffic-shift.json",
         json!({"h": {"type": "http", "url": "http://${nonsense}/"}}),

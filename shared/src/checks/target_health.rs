@@ -68,16 +68,15 @@ pub async fn evaluate(c: &TargetHealthCheck, ctx: &CheckContext<'_>) -> Evaluati
     let groups = if c.target_groups.is_empty() {
         match ctx
             .facts
-            .revision(ctx.services, ctx.deployment, &ctx.budget)
+            .target_groups(ctx.services, ctx.deployment, &ctx.budget, true)
             .await
         {
-            Ok(r) if r.target_groups.is_empty() => {
-                return Evaluation::error(format!(
-                    "service revision {} has no load balancer target groups; set targetGroups, or drop this check for a service without a load balancer",
-                    r.arn
-                ));
+            Ok(g) if g.is_empty() => {
+                return Evaluation::error(
+                    "the new revision has no load balancer target groups; set targetGroups, or drop this check for a service without a load balancer",
+                );
             }
-            Ok(r) => r.target_groups,
+            Ok(g) => g,
             Err(e) => return Evaluation::error(e),
         }
     } else {

@@ -11,10 +11,56 @@ use serde_json::Value;
 use super::{EventError, kind_of};
 
 /// `{"DeploymentId": "d-…", "LifecycleEventHookExecutionId": "…"}`: all CodeDeploy sends.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A hook that must wait longer than one invocation re-invokes itself with a
+/// [`Continuation`] instead.
+#[derive(Clone, Debug, PartialEq)]
 pub struct CodeDeployEvent {
     pub deployment_id: String,
     pub execution_id: String,
+    pub continuation: Option<Continuation>,
+}
+
+/// The key of a continuation event.
+pub const CONTINUATION_KEY: &str = "greenlightContinuation";
+
+/// What a hook carries to its next invocation while it waits for a CodeDeploy verdict:
+/// `{"greenlightContinuation": {"deploymentId", "lifecycleEventHookExecutionId", "state",
+/// "chainStartedAtMs", "hop", "notBeforeMs"}}`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Continuation {
+    pub deployment_id: String,
+    pub lifecycle_event_hook_execution_id: String,
+    /// The runner's state ([`crate::runner::RunState`]).
+    pub state: Value,
+    /// When the first invocation of this hook execution started (ms since the epoch).
+    pub chain_started_at_ms: u64,
+    /// How many times the hook has re-invoked itself.
+    pub hop: u32,
+    /// Do not evaluate before this time (ms since the epoch).
+    pub not_before_ms: u64,
+}
+
+impl Continuation {
+    pub fn to_event(&self) -> Value {
+        serde_json::json!({ CONTINUATION_KEY: self })
+    }
+}
+
+/// Parses a continuation event.
+pub fn parse_continuation(event: &Value) -> Result<CodeDeployEvent, EventError> {
+    let c: Continuation = serde_json::from_value(event[CONTINUATION_KEY].clone())
+        .map_err(|e| EventError(format!("{CONTINUATION_KEY}: {e}")))?;
+    if c.deployment_id.is_empty() || c.lifecycle_event_hook_execution_id.is_empty() {
+        return Err(EventError(format!(
+            "{CONTINUATION_KEY}: deploymentId and lifecycleEventHookExecutionId must not be empty"
+        )));
+    }
+    Ok(CodeDeployEvent {
+        deployment_id: c.deployment_id.clone(),
+        execution_id: c.lifecycle_event_hook_execution_id.clone(),
+        continuation: Some(c),
+    })
 }
 
 pub fn parse(event: &Value) -> Result<CodeDeployEvent, EventError> {
@@ -37,6 +83,7 @@ pub fn parse(event: &Value) -> Result<CodeDeployEvent, EventError> {
     Ok(CodeDeployEvent {
         deployment_id: field("DeploymentId")?,
         execution_id: field("LifecycleEventHookExecutionId")?,
+        continuation: None,
     })
 }
 

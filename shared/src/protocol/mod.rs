@@ -49,6 +49,9 @@ pub fn parse(event: &Value) -> Result<Invocation, EventError> {
             kind_of(event)
         )));
     };
+    if map.contains_key(codedeploy::CONTINUATION_KEY) {
+        return codedeploy::parse_continuation(event).map(Invocation::CodeDeploy);
+    }
     if map.contains_key("DeploymentId") || map.contains_key("LifecycleEventHookExecutionId") {
         return codedeploy::parse(event).map(Invocation::CodeDeploy);
     }

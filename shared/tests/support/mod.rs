@@ -107,17 +107,78 @@ pub struct FakeCodeDeploy {
     pub addr: SocketAddr,
     pub calls: Arc<Mutex<Vec<Call>>>,
     script: Arc<Mutex<Vec<Reply>>>,
+    /// `ECS` or `Lambda`: what the discovery calls describe.
+    pub platform: Arc<Mutex<&'static str>>,
+    /// The status every lifecycle event of the target has (`InProgress`, `Succeeded`, …).
+    pub hook_status: Arc<Mutex<&'static str>>,
+}
+
+const PUT: &str = "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus";
+
+/// CodeDeploy's answers to the discovery calls, for an ECS or a Lambda deployment.
+fn discovery_reply(target: &str, platform: &str, status: &str) -> String {
+    let events: Vec<Value> = [
+        "BeforeInstall",
+        "AfterInstall",
+        "AfterAllowTestTraffic",
+        "BeforeAllowTraffic",
+        "AfterAllowTraffic",
+    ]
+    .iter()
+    .map(|n| serde_json::json!({"lifecycleEventName": n, "status": status}))
+    .collect();
+    let v = match target.rsplit('.').next().unwrap_or_default() {
+        "GetDeployment" => {
+            serde_json::json!({"deploymentInfo": {"applicationName": "shop", "deploymentGroupName": "checkout-dg",
+            "deploymentId": "d-ABCDEF123", "computePlatform": platform, "status": "InProgress"}})
+        }
+        "ListDeploymentTargets" => {
+            serde_json::json!({"targetIds": [if platform == "ECS" { "shop-cluster:checkout" } else { "checkout-fn:Prod" }]})
+        }
+        "GetDeploymentTarget" if platform == "ECS" => {
+            serde_json::json!({"deploymentTarget": {"deploymentTargetType": "ECSTarget", "ecsTarget": {
+            "deploymentId": "d-ABCDEF123", "targetId": "shop-cluster:checkout",
+            "targetArn": "arn:aws:ecs:us-west-2:123456789012:service/shop-cluster/checkout", "status": "InProgress", "lifecycleEvents": events,
+            "taskSetsInfo": [
+                {"identifer": "ecs-svc/1111", "desiredCount": 2, "pendingCount": 0, "runningCount": 2, "status": "ACTIVE", "trafficWeight": 0.0,
+                 "targetGroup": {"name": "checkout-green"}, "taskSetLabel": "Green"},
+                {"identifer": "ecs-svc/2222", "desiredCount": 2, "pendingCount": 0, "runningCount": 2, "status": "PRIMARY", "trafficWeight": 100.0,
+                 "targetGroup": {"name": "checkout-blue"}, "taskSetLabel": "Blue"}]}}})
+        }
+        "GetDeploymentTarget" => {
+            serde_json::json!({"deploymentTarget": {"deploymentTargetType": "LambdaTarget", "lambdaTarget": {
+            "deploymentId": "d-ABCDEF123", "targetId": "checkout-fn:Prod", "targetArn": "arn:aws:lambda:us-west-2:123456789012:function:checkout-fn:Prod",
+            "status": "InProgress", "lifecycleEvents": events,
+            "lambdaFunctionInfo": {"functionName": "checkout-fn", "functionAlias": "Prod", "currentVersion": "7", "targetVersion": "8", "targetVersionWeight": 0.0}}}})
+        }
+        "GetDeploymentGroup" => {
+            serde_json::json!({"deploymentGroupInfo": {"applicationName": "shop", "deploymentGroupName": "checkout-dg",
+            "ecsServices": [{"serviceName": "checkout", "clusterName": "shop-cluster"}],
+            "loadBalancerInfo": {"targetGroupPairInfoList": [{"targetGroups": [{"name": "checkout-blue"}, {"name": "checkout-green"}],
+                "prodTrafficRoute": {"listenerArns": ["arn:aws:elasticloadbalancing:us-west-2:123456789012:listener/app/shop/1/prod"]},
+                "testTrafficRoute": {"listenerArns": ["arn:aws:elasticloadbalancing:us-west-2:123456789012:listener/app/shop/1/test"]}}]}}})
+        }
+        _ => serde_json::json!({}),
+    };
+    v.to_string()
 }
 
 impl FakeCodeDeploy {
     pub async fn start(script: Vec<Reply>) -> FakeCodeDeploy {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script));
-        let (c, s) = (calls.clone(), script.clone());
+        let platform = Arc::new(Mutex::new("ECS"));
+        let hook_status = Arc::new(Mutex::new("InProgress"));
+        let (c, s, pf, hs) = (
+            calls.clone(),
+            script.clone(),
+            platform.clone(),
+            hook_status.clone(),
+        );
         let router = Router::new().route(
             "/",
             any(move |headers: HeaderMap, body: Bytes| {
-                let (c, s) = (c.clone(), s.clone());
+                let (c, s, pf, hs) = (c.clone(), s.clone(), pf.clone(), hs.clone());
                 async move {
                     let target = headers
                         .get("x-amz-target")
@@ -125,7 +186,19 @@ impl FakeCodeDeploy {
                         .unwrap_or_default()
                         .to_string();
                     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    c.lock().unwrap().push(Call { target, body });
+                    c.lock().unwrap().push(Call {
+                        target: target.clone(),
+                        body,
+                    });
+                    if target != PUT {
+                        let (p, h) = (*pf.lock().unwrap(), *hs.lock().unwrap());
+                        return (
+                            StatusCode::OK,
+                            [("content-type", "application/x-amz-json-1.1")],
+                            discovery_reply(&target, p, h),
+                        )
+                            .into_response();
+                    }
                     let reply = {
                         let mut s = s.lock().unwrap();
                         if s.is_empty() { Reply::Ok } else { s.remove(0) }
@@ -156,11 +229,21 @@ impl FakeCodeDeploy {
             addr,
             calls,
             script,
+            platform,
+            hook_status,
         }
     }
 
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
+    }
+
+    /// The status reports (PutLifecycleEventHookExecutionStatus) received.
+    pub fn reports(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.target == PUT)
+            .collect()
     }
 
     /// AWS settings pointing the SDK at this endpoint, with test credentials.

@@ -191,15 +191,14 @@ async fn extra_values(
     };
     let wants = |n: &str| names.iter().any(|x| x == n);
     if wants("greenTargetGroup") || wants("loadBalancer") {
-        let rev = ctx
+        let groups = ctx
             .facts
-            .revision(ctx.services, ctx.deployment, &ctx.budget)
+            .target_groups(ctx.services, ctx.deployment, &ctx.budget, true)
             .await?;
-        let tg = rev
-            .target_groups
+        let tg = groups
             .first()
             .cloned()
-            .ok_or_else(|| format!("service revision {} has no target group", rev.arn))?;
+            .ok_or_else(|| "the new revision has no target group".to_string())?;
         if wants("loadBalancer") {
             out.insert(
                 "loadBalancer",
@@ -211,15 +210,14 @@ async fn extra_values(
         out.insert("greenTargetGroup", dim(&tg).unwrap_or(tg));
     }
     if wants("blueTargetGroup") {
-        let rev = ctx
+        let groups = ctx
             .facts
-            .source_revision(ctx.services, ctx.deployment, &ctx.budget)
+            .target_groups(ctx.services, ctx.deployment, &ctx.budget, false)
             .await?;
-        let tg = rev
-            .target_groups
+        let tg = groups
             .first()
             .cloned()
-            .ok_or_else(|| format!("service revision {} has no target group", rev.arn))?;
+            .ok_or_else(|| "the previous revision has no target group".to_string())?;
         out.insert("blueTargetGroup", dim(&tg).unwrap_or(tg));
     }
     Ok(out)

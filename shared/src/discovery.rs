@@ -1,0 +1,231 @@
+//! What a CodeDeploy deployment is deploying. CodeDeploy's event carries only the
+//! deployment id: `GetDeployment`, `ListDeploymentTargets`, `GetDeploymentTarget` and
+//! `GetDeploymentGroup` give the same facts the ECS path has — the cluster and service with
+//! the blue and green task sets, their target groups, traffic weights and listeners, or the
+//! Lambda function, alias and versions — so every check works unchanged.
+
+use serde::Serialize;
+
+use crate::budget::Budget;
+use crate::services::{Services, aws_error};
+
+/// A task set of a CodeDeploy ECS deployment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSet {
+    pub id: String,
+    /// The target group's name.
+    pub target_group: Option<String>,
+    pub traffic_weight: f64,
+    pub running: i64,
+    pub desired: i64,
+    pub status: Option<String>,
+}
+
+/// The ECS side of a CodeDeploy deployment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsFacts {
+    pub cluster: Option<String>,
+    pub service: Option<String>,
+    pub service_arn: Option<String>,
+    pub green: Option<TaskSet>,
+    pub blue: Option<TaskSet>,
+    pub production_listeners: Vec<String>,
+    pub test_listeners: Vec<String>,
+}
+
+/// The Lambda side of a CodeDeploy deployment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaFacts {
+    pub function_name: Option<String>,
+    pub alias: Option<String>,
+    pub current_version: Option<String>,
+    pub target_version: Option<String>,
+    pub target_version_weight: f64,
+}
+
+/// A CodeDeploy deployment, discovered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeDeployFacts {
+    pub deployment_id: String,
+    /// `ECS`, `Lambda` or `Server`.
+    pub compute_platform: String,
+    pub application: String,
+    pub deployment_group: String,
+    pub ecs: Option<EcsFacts>,
+    pub lambda: Option<LambdaFacts>,
+    /// The target's lifecycle events: (name, status).
+    pub lifecycle_events: Vec<(String, String)>,
+}
+
+impl CodeDeployFacts {
+    /// `application/deploymentGroup`, the key of per-deployment-group settings.
+    pub fn group_key(&self) -> String {
+        format!("{}/{}", self.application, self.deployment_group)
+    }
+
+    /// Whether one of `hooks` already has a final status and none is running: a retried
+    /// invocation after the status was reported.
+    pub fn already_reported(&self, hooks: &[&str]) -> Option<String> {
+        let mine: Vec<&(String, String)> = self
+            .lifecycle_events
+            .iter()
+            .filter(|(n, _)| hooks.contains(&n.as_str()))
+            .collect();
+        let running = mine.iter().any(|(_, s)| s == "InProgress");
+        let done = mine.iter().find(|(_, s)| s == "Succeeded" || s == "Failed");
+        match (running, done) {
+            (false, Some((name, status))) => Some(format!("{name} is already {status}")),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! call {
+    ($budget:expr, $what:literal, $perm:literal, $fut:expr) => {
+        match $budget.run($fut).await {
+            None => {
+                return Err(concat!(
+                    "CodeDeploy ",
+                    $what,
+                    " did not answer within the invocation's budget"
+                )
+                .to_string())
+            }
+            Some(Err(e)) => return Err(aws_error(concat!("CodeDeploy ", $what), $perm, &e)),
+            Some(Ok(out)) => out,
+        }
+    };
+}
+
+/// Discovers what deployment `deployment_id` deploys.
+pub async fn discover(
+    services: &Services,
+    deployment_id: &str,
+    budget: &Budget,
+) -> Result<CodeDeployFacts, String> {
+    let cd = services.codedeploy().await;
+    let out = call!(
+        budget,
+        "GetDeployment",
+        "codedeploy:GetDeployment",
+        cd.get_deployment().deployment_id(deployment_id).send()
+    );
+    let info = out
+        .deployment_info()
+        .ok_or_else(|| format!("CodeDeploy knows no deployment {deployment_id}"))?;
+    let mut facts = CodeDeployFacts {
+        deployment_id: deployment_id.to_string(),
+        compute_platform: info
+            .compute_platform()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        application: info.application_name().unwrap_or_default().to_string(),
+        deployment_group: info.deployment_group_name().unwrap_or_default().to_string(),
+        ..CodeDeployFacts::default()
+    };
+    let targets = call!(
+        budget,
+        "ListDeploymentTargets",
+        "codedeploy:ListDeploymentTargets",
+        cd.list_deployment_targets()
+            .deployment_id(deployment_id)
+            .send()
+    );
+    if let Some(target_id) = targets.target_ids().first() {
+        let t = call!(
+            budget,
+            "GetDeploymentTarget",
+            "codedeploy:GetDeploymentTarget",
+            cd.get_deployment_target()
+                .deployment_id(deployment_id)
+                .target_id(target_id)
+                .send()
+        );
+        let events = |evs: &[aws_sdk_codedeploy::types::LifecycleEvent]| -> Vec<(String, String)> {
+            evs.iter()
+                .map(|e| {
+                    (
+                        e.lifecycle_event_name().unwrap_or_default().to_string(),
+                        e.status()
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect()
+        };
+        if let Some(target) = t.deployment_target() {
+            if let Some(ecs) = target.ecs_target() {
+                facts.lifecycle_events = events(ecs.lifecycle_events());
+                let mut e = EcsFacts {
+                    service_arn: ecs.target_arn().map(str::to_string),
+                    ..EcsFacts::default()
+                };
+                for ts in ecs.task_sets_info() {
+                    let set = TaskSet {
+                        id: ts.identifer().unwrap_or_default().to_string(),
+                        target_group: ts.target_group().and_then(|g| g.name()).map(str::to_string),
+                        traffic_weight: ts.traffic_weight(),
+                        running: ts.running_count(),
+                        desired: ts.desired_count(),
+                        status: ts.status().map(str::to_string),
+                    };
+                    match ts.task_set_label().map(|l| l.as_str()) {
+                        Some("Green") | Some("GREEN") => e.green = Some(set),
+                        Some("Blue") | Some("BLUE") => e.blue = Some(set),
+                        _ => {}
+                    }
+                }
+                facts.ecs = Some(e);
+            }
+            if let Some(lambda) = target.lambda_target() {
+                facts.lifecycle_events = events(lambda.lifecycle_events());
+                let f = lambda.lambda_function_info();
+                facts.lambda = Some(LambdaFacts {
+                    function_name: f.and_then(|f| f.function_name()).map(str::to_string),
+                    alias: f.and_then(|f| f.function_alias()).map(str::to_string),
+                    current_version: f.and_then(|f| f.current_version()).map(str::to_string),
+                    target_version: f.and_then(|f| f.target_version()).map(str::to_string),
+                    target_version_weight: f.map(|f| f.target_version_weight()).unwrap_or(0.0),
+                });
+            }
+        }
+    }
+    if let Some(ecs) = facts.ecs.as_mut() {
+        let g = call!(
+            budget,
+            "GetDeploymentGroup",
+            "codedeploy:GetDeploymentGroup",
+            cd.get_deployment_group()
+                .application_name(&facts.application)
+                .deployment_group_name(&facts.deployment_group)
+                .send()
+        );
+        if let Some(info) = g.deployment_group_info() {
+            if let Some(s) = info.ecs_services().first() {
+                ecs.cluster = s.cluster_name().map(str::to_string);
+                ecs.service = s.service_name().map(str::to_string);
+            }
+            for pair in info
+                .load_balancer_info()
+                .map(|l| l.target_group_pair_info_list())
+                .unwrap_or_default()
+            {
+                ecs.production_listeners.extend(
+                    pair.prod_traffic_route()
+                        .map(|r| r.listener_arns().to_vec())
+                        .unwrap_or_default(),
+                );
+                ecs.test_listeners.extend(
+                    pair.test_traffic_route()
+                        .map(|r| r.listener_arns().to_vec())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+    }
+    Ok(facts)
+}
