@@ -7,6 +7,9 @@
 //!    `GREENLIGHT_CONFIG_PARAMETER` (the name of an SSM parameter holding it);
 //! 3. ECS `hookDetails.greenlight`, per service and hook.
 //!
+//! Besides the checks, the document holds `whenNoChecks` and `notifications`
+//! ([`crate::notify::settings`]).
+//!
 //! Validation is strict inside Greenlight's own settings: an unknown key, a wrong type or
 //! an impossible value is an error naming the field path and what is expected. Keys of
 //! `hookDetails` outside `greenlight` belong to other tools and are left alone.
@@ -184,6 +187,10 @@ pub struct Settings {
     /// `fail`.
     #[serde(default)]
     pub when_no_checks: NoChecksPolicy,
+    /// Deployment notifications: channels (Slack, Microsoft Teams, a webhook, SNS) and the
+    /// events each one receives. Default: none.
+    #[serde(default)]
+    pub notifications: crate::notify::Notifications,
     /// CodeDeploy: how long a hook may keep waiting (re-invoking itself) before it reports
     /// Failed as undecided. Below CodeDeploy's one hour. Default `50m`.
     #[serde(default = "default_max_wait")]
@@ -199,6 +206,7 @@ impl Default for Settings {
         Settings {
             when_no_checks: NoChecksPolicy::default(),
             code_deploy_max_wait: default_max_wait(),
+            notifications: crate::notify::Notifications::default(),
         }
     }
 }
@@ -538,7 +546,12 @@ pub fn parse(value: &Value) -> Result<Config, ConfigError> {
             }
         }
     }
-    let settings: Settings = typed(Value::Object(rest), "")?;
+    let notifications = match rest.remove("notifications") {
+        None | Some(Value::Null) => crate::notify::Notifications::default(),
+        Some(v) => crate::notify::settings::parse(&v)?,
+    };
+    let mut settings: Settings = typed(Value::Object(rest), "")?;
+    settings.notifications = notifications;
     let wait = settings.code_deploy_max_wait.get();
     if wait.is_zero() || wait >= std::time::Duration::from_secs(3600) {
         return Err(ConfigError::new(

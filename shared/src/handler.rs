@@ -27,6 +27,7 @@ use crate::deployment::{Deployment, Protocol};
 use crate::discovery;
 use crate::facts::Facts;
 use crate::protocol::codedeploy::Continuation;
+use crate::notify;
 use crate::protocol::codedeploy::{self, ReportStatus, Reported};
 use crate::protocol::{
     self, CodeDeployEvent, EcsEvent, EcsResponse, HookStatus, Invocation, Stage,
@@ -68,6 +69,7 @@ impl Decision {
                 deployment,
                 checks: Vec::new(),
                 notes: Vec::new(),
+                notifications: Vec::new(),
                 invocation: 1,
                 elapsed_ms: 0,
                 budget_ms: 0,
@@ -80,6 +82,27 @@ impl Decision {
 
     fn failed(role: Role, reason: impl Into<String>, deployment: Option<Deployment>) -> Decision {
         Decision::new(role, HookStatus::Failed, reason, deployment)
+    }
+
+    /// The answer in the caller's words: `SUCCEEDED`, `FAILED`, `IN_PROGRESS` for ECS;
+    /// `Succeeded`, `Failed` for CodeDeploy.
+    pub fn status_label(&self) -> String {
+        let codedeploy = self
+            .record
+            .deployment
+            .as_ref()
+            .is_some_and(|d| d.protocol == Protocol::CodeDeploy);
+        match (codedeploy, self.status) {
+            (true, HookStatus::Succeeded) => ReportStatus::Succeeded.as_str().to_string(),
+            (true, _) => ReportStatus::Failed.as_str().to_string(),
+            (false, s) => s.as_str().to_string(),
+        }
+    }
+
+    /// Stamps the time taken and the budget into the record.
+    fn stamp(&mut self, started: Instant, budget: &Budget) {
+        self.record.elapsed_ms = started.elapsed().as_millis() as u64;
+        self.record.budget_ms = budget.end().saturating_duration_since(started).as_millis() as u64;
     }
 }
 
@@ -94,19 +117,28 @@ pub async fn handle(
     let budget = Budget::until(deadline);
     match protocol::parse(event) {
         Err(e) => {
-            let d = Decision::failed(role, format!("the event was not understood: {e}"), None);
-            Ok(finish_ecs(d, &Map::new(), started, &budget))
+            let mut d = Decision::failed(role, format!("the event was not understood: {e}"), None);
+            d.stamp(started, &budget);
+            Ok(finish_ecs(d, &Map::new()))
         }
         Ok(Invocation::Ecs(ev)) => {
             let deployment = Deployment::from_ecs(role, &ev);
-            let d = guarded(
+            let mut d = guarded(
                 role,
                 &budget,
                 Some(deployment.clone()),
                 decide_ecs(services, role, &ev, deployment, budget),
             )
             .await;
-            Ok(finish_ecs(d, &ev.hook_details, started, &budget))
+            d.stamp(started, &budget);
+            notify::dispatch(
+                services,
+                &mut d,
+                notify::Origin::Ecs(&ev.hook_details),
+                &budget,
+            )
+            .await;
+            Ok(finish_ecs(d, &ev.hook_details))
         }
         Ok(Invocation::CodeDeploy(ev)) => {
             let deployment = Deployment::from_codedeploy(role, &ev);
@@ -122,8 +154,7 @@ pub async fn handle(
                 decide_codedeploy(services, role, &ev, deployment, budget),
             )
             .await;
-            d.record.elapsed_ms = started.elapsed().as_millis() as u64;
-            d.record.budget_ms = budget.end().saturating_duration_since(started).as_millis() as u64;
+            d.stamp(started, &budget);
             if d.already_reported {
                 d.record.log();
                 return Ok(json!({"reported": "AlreadyCompleted", "reason": d.record.reason}));
@@ -142,6 +173,8 @@ pub async fn handle(
                     }
                 }
             }
+            undecided_is_failed(&mut d);
+            notify::dispatch(services, &mut d, notify::Origin::CodeDeploy, &budget).await;
             report_codedeploy(services, &ev, d, &budget).await
         }
     }
@@ -186,14 +219,7 @@ async fn guarded(
 /// The ECS answer: `hookDetails` keeps every key it came with (configuration included, as
 /// ECS may replace rather than merge), drops old Greenlight state, and adds the decision
 /// and, with `IN_PROGRESS`, the state to carry.
-fn finish_ecs(
-    mut d: Decision,
-    incoming: &Map<String, Value>,
-    started: Instant,
-    budget: &Budget,
-) -> Value {
-    d.record.elapsed_ms = started.elapsed().as_millis() as u64;
-    d.record.budget_ms = budget.end().saturating_duration_since(started).as_millis() as u64;
+fn finish_ecs(mut d: Decision, incoming: &Map<String, Value>) -> Value {
     d.record.call_back_delay = d.call_back_delay;
     d.record.verdict = d.status.as_str().to_string();
     d.record.log();
@@ -217,22 +243,28 @@ fn finish_ecs(
     .to_value()
 }
 
+/// CodeDeploy cannot be asked again later: a decision still pending is a failure.
+fn undecided_is_failed(d: &mut Decision) {
+    if d.status == HookStatus::InProgress {
+        d.status = HookStatus::Failed;
+        d.call_back_delay = None;
+        d.record.reason = format!(
+            "undecided when this invocation's time budget ran out: {}",
+            d.record.reason
+        );
+    }
+}
+
 async fn report_codedeploy(
     services: &Services,
     ev: &CodeDeployEvent,
     mut d: Decision,
     budget: &Budget,
 ) -> Result<Value, String> {
+    // `handle` has turned a pending decision into a failure already.
     let status = match d.status {
         HookStatus::Succeeded => ReportStatus::Succeeded,
-        HookStatus::Failed => ReportStatus::Failed,
-        HookStatus::InProgress => {
-            d.record.reason = format!(
-                "undecided when this invocation's time budget ran out: {}",
-                d.record.reason
-            );
-            ReportStatus::Failed
-        }
+        HookStatus::Failed | HookStatus::InProgress => ReportStatus::Failed,
     };
     d.record.verdict = status.as_str().to_string();
     d.record.log();
@@ -265,7 +297,7 @@ async fn report_codedeploy(
 }
 
 /// Reads Greenlight's settings from `hookDetails.greenlight`.
-fn hook_source(details: &Map<String, Value>) -> Result<Option<Source>, ConfigError> {
+pub(crate) fn hook_source(details: &Map<String, Value>) -> Result<Option<Source>, ConfigError> {
     let origin = format!("hookDetails.{CONFIG_KEY}");
     match details.get(CONFIG_KEY) {
         None | Some(Value::Null) => Ok(None),

@@ -11,6 +11,7 @@
 //! * [`judge`]: the canary-versus-baseline statistics (pure);
 //! * [`runner`]: concurrent checks inside a time budget, polling, policies, the verdict;
 //! * [`record`]: the decision record;
+//! * [`notify`]: notifications to Slack, Microsoft Teams, a webhook or SNS;
 //! * [`handler`]: the hook runtime that always answers.
 
 pub mod budget;
@@ -23,6 +24,7 @@ pub mod duration;
 pub mod facts;
 pub mod handler;
 pub mod judge;
+pub mod notify;
 pub mod protocol;
 pub mod record;
 pub mod role;

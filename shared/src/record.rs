@@ -28,6 +28,23 @@ pub struct CheckRecord {
     pub duration_ms: u64,
 }
 
+/// One notification sent (or not) by an invocation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationRecord {
+    /// `started`, `failed`, `rolledBack`, `succeeded` or `stagePassed`.
+    pub event: String,
+    /// The channel's name (never its URL).
+    pub channel: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub delivered: bool,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
 /// The record of one invocation.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -45,6 +62,9 @@ pub struct DecisionRecord {
     /// Warnings a person should see (an assumed stage, ignored state, …).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The notifications this invocation sent, or tried to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationRecord>,
     /// Which invocation of this hook in this deployment (1 for the first).
     pub invocation: u32,
     pub elapsed_ms: u64,
@@ -97,6 +117,25 @@ impl DecisionRecord {
         }
         if self.checks.len() > ANSWER_MAX_CHECKS {
             v["checksOmitted"] = json!(self.checks.len() - ANSWER_MAX_CHECKS);
+        }
+        if !self.notifications.is_empty() {
+            v["notifications"] = json!(
+                self.notifications
+                    .iter()
+                    .map(|n| {
+                        let mut e = json!({
+                            "event": n.event,
+                            "channel": n.channel,
+                            "type": n.kind,
+                            "delivered": n.delivered,
+                        });
+                        if let Some(err) = &n.error {
+                            e["error"] = json!(clip(err, ANSWER_REASON_CHARS));
+                        }
+                        e
+                    })
+                    .collect::<Vec<_>>()
+            );
         }
         if !self.notes.is_empty() {
             v["notes"] = json!(

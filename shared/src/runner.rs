@@ -55,6 +55,10 @@ pub struct RunState {
     pub step: String,
     pub started_at_ms: u64,
     pub checks: IndexMap<String, CheckState>,
+    /// Notifications already delivered by this hook in this deployment, as
+    /// `<event>:<channel>`, so that a re-invocation does not send them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notified: Vec<String>,
 }
 
 impl RunState {
@@ -66,6 +70,7 @@ impl RunState {
             step: String::new(),
             started_at_ms: now_ms(),
             checks: IndexMap::new(),
+            notified: Vec::new(),
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct Services {
     cloudwatch: OnceCell<aws_sdk_cloudwatch::Client>,
     lambda: OnceCell<aws_sdk_lambda::Client>,
     own_function: std::sync::Mutex<Option<String>>,
+    secretsmanager: OnceCell<aws_sdk_secretsmanager::Client>,
+    sns: OnceCell<aws_sdk_sns::Client>,
+    notify: crate::notify::ProcessState,
 }
 
 /// Describes a failed AWS call in words, naming the IAM permission when access was denied.
@@ -141,6 +144,9 @@ impl Services {
             cloudwatch: OnceCell::new(),
             lambda: OnceCell::new(),
             own_function: std::sync::Mutex::new(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok()),
+            secretsmanager: OnceCell::new(),
+            sns: OnceCell::new(),
+            notify: crate::notify::ProcessState::default(),
         }
     }
 
@@ -235,6 +241,57 @@ impl Services {
     /// Uses `client` for ECR calls.
     pub fn set_ecr(&self, client: aws_sdk_ecr::Client) {
         let _ = self.ecr.set(client);
+    }
+
+    /// Uses `client` for Secrets Manager calls.
+    pub fn set_secretsmanager(&self, client: aws_sdk_secretsmanager::Client) {
+        let _ = self.secretsmanager.set(client);
+    }
+
+    /// Uses `client` for SNS calls (every region).
+    pub fn set_sns(&self, client: aws_sdk_sns::Client) {
+        let _ = self.sns.set(client);
+    }
+
+    pub async fn secretsmanager(&self) -> &aws_sdk_secretsmanager::Client {
+        let sdk = self.sdk_config().await;
+        self.secretsmanager
+            .get_or_init(|| async { aws_sdk_secretsmanager::Client::new(sdk) })
+            .await
+    }
+
+    /// An SNS client for `region` (a topic is published to in its own region), or for the
+    /// process's region when `None`; built once per region. A client set with
+    /// [`Services::set_sns`] serves every region.
+    pub async fn sns_for(&self, region: Option<&str>) -> aws_sdk_sns::Client {
+        if let Some(preset) = self.sns.get() {
+            return preset.clone();
+        }
+        let sdk = self.sdk_config().await;
+        let region = region
+            .map(str::to_string)
+            .or_else(|| sdk.region().map(|r| r.to_string()))
+            .unwrap_or_default();
+        let mut clients = self
+            .notify
+            .sns_regions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        clients
+            .entry(region.clone())
+            .or_insert_with(|| {
+                let mut config = aws_sdk_sns::config::Builder::from(sdk);
+                if !region.is_empty() {
+                    config = config.region(aws_config::Region::new(region));
+                }
+                aws_sdk_sns::Client::from_conf(config.build())
+            })
+            .clone()
+    }
+
+    /// Notification state kept for the life of the process: secrets read, what was sent.
+    pub(crate) fn notify_state(&self) -> &crate::notify::ProcessState {
+        &self.notify
     }
 
     pub async fn sdk_config(&self) -> &SdkConfig {

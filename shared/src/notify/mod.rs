@@ -1,0 +1,859 @@
+//! Notifications: tell the on-call engineer that a deployment started, that a gate failed
+//! and why, that ECS is rolling back, and that it succeeded — once each, on Slack,
+//! Microsoft Teams, a webhook or SNS.
+//!
+//! * [`events_for`] decides, from the invocation alone, which events it stands for.
+//! * What was sent is remembered so that nothing is sent twice: for ECS in the state
+//!   carried through `IN_PROGRESS` invocations (`greenlightState.notified`), and for both
+//!   protocols in a per-process cache keyed on the notification's id (best effort for a
+//!   CodeDeploy retry, which may land in another execution environment).
+//! * [`dispatch`] sends every due notification concurrently, each with its timeout and
+//!   retries, within the invocation's time; a failed notification changes nothing but the
+//!   record, unless its channel is `required`.
+//!
+//! Secrets (webhook URLs, signing secrets, header values) come from Secrets Manager or SSM,
+//! are cached for the life of the process, and never appear in a log, a record, an answer
+//! or an error: a channel is named by its name and type only.
+
+mod http;
+pub mod notice;
+pub mod secrets;
+pub mod settings;
+pub mod slack;
+pub mod sns;
+pub mod teams;
+pub mod webhook;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use futures::FutureExt;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use crate::budget::Budget;
+use crate::config::{self, Source};
+use crate::deployment::{Deployment, Protocol};
+use crate::facts::Facts;
+use crate::handler::Decision;
+use crate::protocol::{HookStatus, Stage};
+use crate::record::NotificationRecord;
+use crate::role::Role;
+use crate::services::Services;
+
+pub use notice::Notice;
+pub use settings::{Channel, ChannelKind, Event, Notifications, SecretRef};
+
+use http::{Attempted, Redactor};
+
+/// What the event selection looks at: one invocation's facts and its final answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Moment<'a> {
+    pub protocol: Protocol,
+    pub role: Role,
+    /// The ECS stage (`None` for CodeDeploy).
+    pub stage: Option<&'a Stage>,
+    /// Traffic is moving back to the previous revision.
+    pub rolling_back: bool,
+    /// The answer of this invocation (for CodeDeploy, the report: never `IN_PROGRESS`).
+    pub status: HookStatus,
+    /// CodeDeploy: the function that announces `started`.
+    pub code_deploy_started_by: Role,
+}
+
+/// The events an invocation stands for, in the order they are announced.
+///
+/// * `rolledBack`: traffic is moving back (ECS re-invokes the `TEST_TRAFFIC_SHIFT` and
+///   `PRODUCTION_TRAFFIC_SHIFT` hooks); nothing else is announced then.
+/// * `started`: ECS, any invocation at `PRE_SCALE_UP` (the first stage of every
+///   deployment that takes hooks; what was sent is remembered, so it goes out once);
+///   CodeDeploy, the function named by `codeDeployStartedBy`.
+/// * `failed`: the answer is `FAILED` / a `Failed` report.
+/// * `succeeded`: `SUCCEEDED` at `POST_PRODUCTION_TRAFFIC_SHIFT` (CodeDeploy: the
+///   `after-allow-traffic` function, `AfterAllowTraffic`).
+/// * `stagePassed`: any other `SUCCEEDED`.
+pub fn events_for(m: &Moment<'_>) -> Vec<Event> {
+    if m.rolling_back {
+        return vec![Event::RolledBack];
+    }
+    let mut out = Vec::new();
+    let first = match m.protocol {
+        Protocol::Ecs => m.stage == Some(&Stage::PreScaleUp),
+        Protocol::CodeDeploy => m.role == m.code_deploy_started_by,
+    };
+    if first {
+        out.push(Event::Started);
+    }
+    match m.status {
+        HookStatus::Failed => out.push(Event::Failed),
+        HookStatus::Succeeded => {
+            let last = match m.protocol {
+                Protocol::Ecs => m.stage == Some(&Stage::PostProductionTrafficShift),
+                Protocol::CodeDeploy => m.role == Role::AfterAllowTraffic,
+            };
+            out.push(if last {
+                Event::Succeeded
+            } else {
+                Event::StagePassed
+            });
+        }
+        HookStatus::InProgress => {}
+    }
+    out
+}
+
+/// A short stable hash (hex) of `text`.
+pub(crate) fn short_hash(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+}
+
+/// The notification's id: the same for the same event of the same deployment, so
+/// receivers (and SNS FIFO topics) can deduplicate. `stagePassed` is per hook execution
+/// (`execution`: the carried state's start for ECS, the execution id for CodeDeploy), as
+/// a canary deployment passes the same stage once per step.
+pub fn notification_id(d: &Deployment, event: Event, execution: &str) -> String {
+    let scope = match event {
+        Event::StagePassed => format!("{}|{}|{execution}", notice::stage_label(d), d.role.name()),
+        _ => String::new(),
+    };
+    short_hash(&format!("{}|{}|{scope}", d.key, event.as_str()))
+}
+
+/// The most notification ids a process remembers.
+const REMEMBERED: usize = 1024;
+
+/// What lives in the process for notifications: the HTTP client for receivers, secrets
+/// read so far, what was sent, SNS clients for other regions.
+#[derive(Default)]
+pub struct ProcessState {
+    http: OnceLock<reqwest::Client>,
+    pub(crate) secrets: secrets::Cache,
+    sent: Mutex<(HashSet<String>, VecDeque<String>)>,
+    pub(crate) sns_regions: Mutex<HashMap<String, aws_sdk_sns::Client>>,
+}
+
+impl ProcessState {
+    /// Receivers get their own client: redirects are not followed (a POST must not turn
+    /// into a GET elsewhere).
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("greenlight/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(3))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("the HTTP client's settings are static and valid")
+        })
+    }
+
+    fn was_sent(&self, key: &str) -> bool {
+        self.sent.lock().map(|s| s.0.contains(key)).unwrap_or(false)
+    }
+
+    fn remember(&self, key: String) {
+        if let Ok(mut s) = self.sent.lock()
+            && s.0.insert(key.clone())
+        {
+            s.1.push_back(key);
+            while s.1.len() > REMEMBERED {
+                if let Some(old) = s.1.pop_front() {
+                    s.0.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// Where the invocation's configuration comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Origin<'a> {
+    /// ECS: the environment, then `hookDetails.greenlight`.
+    Ecs(&'a Map<String, Value>),
+    /// CodeDeploy: the environment only.
+    CodeDeploy,
+}
+
+/// Reads the `notifications` settings from the same sources as the checks. Only the
+/// `notifications` key is read, so a broken check still gets its failure announced.
+async fn load(
+    services: &Services,
+    origin: Origin<'_>,
+    budget: &Budget,
+) -> Result<Notifications, String> {
+    let mut sources: Vec<Source> = Vec::new();
+    sources.extend(
+        services
+            .base_config(budget)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    if let Origin::Ecs(details) = origin {
+        sources.extend(crate::handler::hook_source(details).map_err(|e| e.to_string())?);
+    }
+    let only: Vec<Source> = sources
+        .into_iter()
+        .filter_map(|s| {
+            let v = s.value.get("notifications")?.clone();
+            Some(Source {
+                origin: s.origin,
+                value: json!({ "notifications": v }),
+            })
+        })
+        .collect();
+    if only.is_empty() {
+        return Ok(Notifications::default());
+    }
+    config::resolve(&only)
+        .map(|c| c.settings.notifications)
+        .map_err(|e| e.to_string())
+}
+
+/// The latest instant notifications may use. ECS answers from memory, so sends may run
+/// until shortly before the deadline; CodeDeploy still has to report, so sends stop where
+/// the decision had to (the budget plus half the margin).
+fn send_limit(budget: &Budget, protocol: Protocol) -> Instant {
+    let now = Instant::now();
+    let deadline = now + budget.until_deadline();
+    let end = budget.end();
+    let margin = deadline.saturating_duration_since(end);
+    match protocol {
+        Protocol::Ecs => deadline - (margin / 4).max(Duration::from_millis(250)).min(margin),
+        Protocol::CodeDeploy => end + margin / 2,
+    }
+}
+
+/// One notification to one channel.
+struct Due<'a> {
+    event: Event,
+    channel: &'a Channel,
+}
+
+/// The notifications due for `events`: every channel that takes the event, but for those
+/// in `skip` and what was sent before.
+fn plan<'a>(
+    settings: &'a Notifications,
+    events: &[Event],
+    skip: &[String],
+    sent_before: &dyn Fn(Event, &Channel) -> bool,
+) -> Vec<Due<'a>> {
+    let mut due = Vec::new();
+    for &event in events {
+        for channel in &settings.channels {
+            if channel.common.events.contains(&event)
+                && !skip.contains(&channel.name)
+                && !sent_before(event, channel)
+            {
+                due.push(Due { event, channel });
+            }
+        }
+    }
+    due
+}
+
+/// The result of one delivery.
+struct Delivered {
+    event: Event,
+    channel: String,
+    kind: &'static str,
+    attempted: Attempted,
+    took: Duration,
+}
+
+/// Sends what this invocation's decision calls for, and records it in the decision: the
+/// deliveries (and failures, as notes), what was sent (in the carried state), and — when
+/// a `required` channel could not deliver — a `FAILED` answer naming the channel.
+pub async fn dispatch(services: &Services, d: &mut Decision, origin: Origin<'_>, budget: &Budget) {
+    let Some(deployment) = d.record.deployment.clone() else {
+        return;
+    };
+    let limit = send_limit(budget, deployment.protocol);
+    let run = AssertUnwindSafe(run(services, d, &deployment, origin, budget, limit)).catch_unwind();
+    if let Err(panic) = run.await {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        tracing::error!("notifications: internal error ({msg}); the verdict is unchanged");
+        d.record.notes.push(format!(
+            "notifications were not sent: internal error ({msg})"
+        ));
+    }
+}
+
+async fn run(
+    services: &Services,
+    d: &mut Decision,
+    deployment: &Deployment,
+    origin: Origin<'_>,
+    budget: &Budget,
+    limit: Instant,
+) {
+    let settings = match load(services, origin, budget).await {
+        Ok(s) => s,
+        Err(e) => {
+            // A broken `notifications` setting has already failed the decision, except
+            // during a rollback, which never reads the checks.
+            tracing::warn!("notifications not sent: {e}");
+            if !d.record.reason.contains(&e) {
+                d.record.notes.push(format!("notifications not sent: {e}"));
+            }
+            return;
+        }
+    };
+    if settings.channels.is_empty() {
+        return;
+    }
+    let rolling_back = deployment.rolling_back();
+    let moment = |status| Moment {
+        protocol: deployment.protocol,
+        role: deployment.role,
+        stage: deployment.stage.as_ref(),
+        rolling_back,
+        status,
+        code_deploy_started_by: settings.code_deploy_started_by,
+    };
+    let execution = match deployment.protocol {
+        // Stable across the IN_PROGRESS invocations of one hook execution; a decision
+        // without state is final at once, so any value unique to it will do.
+        Protocol::Ecs => d
+            .state
+            .as_ref()
+            .map(|s| s.started_at_ms)
+            .unwrap_or_else(crate::runner::now_ms)
+            .to_string(),
+        Protocol::CodeDeploy => deployment.execution_id.clone().unwrap_or_default(),
+    };
+    let state = services.notify_state();
+    let carried: Vec<String> = d
+        .state
+        .as_ref()
+        .map(|s| s.notified.clone())
+        .unwrap_or_default();
+    let sent_before = |event: Event, channel: &Channel| {
+        let mark = format!("{}:{}", event.as_str(), channel.name);
+        let id = notification_id(deployment, event, &execution);
+        carried.contains(&mark) || state.was_sent(&format!("{id}:{}", channel.name))
+    };
+    let events = events_for(&moment(d.status));
+    let due = plan(&settings, &events, &[], &sent_before);
+    if due.is_empty() {
+        return;
+    }
+    let images = if settings.include_images {
+        images(services, deployment, limit).await
+    } else {
+        Vec::new()
+    };
+    let log = notice::LogLocation::from_env();
+    let make = |d: &Decision, event: Event| -> Notice {
+        let subject = notice::subject(deployment);
+        let stage = notice::stage_label(deployment);
+        let verdict = d.status_label();
+        Notice {
+            event,
+            id: notification_id(deployment, event, &execution),
+            headline: notice::headline(event, &subject, deployment, &stage),
+            subject,
+            reason: d.record.reason.clone(),
+            checks: d.record.checks.clone(),
+            notes: d.record.notes.clone(),
+            function: d.record.function.clone(),
+            stage,
+            invocation: d.record.invocation,
+            duration: Duration::from_millis(d.record.elapsed_ms),
+            deployment: deployment.clone(),
+            images: images.clone(),
+            links: notice::Links {
+                console: notice::console_link(deployment),
+                logs: notice::log_stream_link(&log),
+                next_step: notice::next_step(deployment, event, &verdict),
+            },
+            verdict,
+            sent_at: SystemTime::now(),
+        }
+    };
+
+    // Required channels first: when one cannot deliver, the answer becomes FAILED, and
+    // the other channels hear of the failure rather than of a success.
+    let (required, rest): (Vec<Due<'_>>, Vec<Due<'_>>) = due
+        .into_iter()
+        .partition(|x| x.channel.common.required && !rolling_back);
+    let mut results = Vec::new();
+    let mut rest = rest;
+    if !required.is_empty() {
+        let notices: Vec<Notice> = required.iter().map(|x| make(d, x.event)).collect();
+        let first = deliver_all(services, &required, &notices, limit).await;
+        let failed: Vec<&Delivered> = first
+            .iter()
+            .filter(|r| r.attempted.result.is_err())
+            .collect();
+        if let Some(f) = failed.first()
+            && d.status != HookStatus::Failed
+        {
+            let why = f.attempted.result.clone().err().unwrap_or_default();
+            let before = format!("{} ({})", d.status_label(), d.record.reason);
+            d.status = HookStatus::Failed;
+            d.call_back_delay = None;
+            d.record.reason = format!(
+                "notification channel {} ({}) is required and could not deliver the {} notification: {why}; the checks alone answered {before}",
+                f.channel, f.kind, f.event
+            );
+            let skip: Vec<String> = failed.iter().map(|r| r.channel.clone()).collect();
+            let delivered: Vec<(Event, String)> = first
+                .iter()
+                .filter(|r| r.attempted.result.is_ok())
+                .map(|r| (r.event, r.channel.clone()))
+                .collect();
+            rest = plan(
+                &settings,
+                &events_for(&moment(HookStatus::Failed)),
+                &skip,
+                &sent_before,
+            )
+            .into_iter()
+            .filter(|x| !delivered.contains(&(x.event, x.channel.name.clone())))
+            .collect();
+        }
+        results.extend(first);
+    }
+    if !rest.is_empty() {
+        let notices: Vec<Notice> = rest.iter().map(|x| make(d, x.event)).collect();
+        results.extend(deliver_all(services, &rest, &notices, limit).await);
+    }
+
+    for r in results {
+        let id = notification_id(deployment, r.event, &execution);
+        let record = NotificationRecord {
+            event: r.event.as_str().to_string(),
+            channel: r.channel.clone(),
+            kind: r.kind.to_string(),
+            delivered: r.attempted.result.is_ok(),
+            attempts: r.attempted.attempts,
+            error: r.attempted.result.clone().err(),
+            duration_ms: r.took.as_millis() as u64,
+        };
+        match &r.attempted.result {
+            Ok(()) => {
+                tracing::info!(
+                    channel = %r.channel,
+                    kind = r.kind,
+                    event = r.event.as_str(),
+                    attempts = r.attempted.attempts,
+                    "notified {} ({}) of {}",
+                    r.channel,
+                    r.kind,
+                    r.event
+                );
+                state.remember(format!("{id}:{}", r.channel));
+                if let Some(s) = d.state.as_mut() {
+                    s.notified
+                        .push(format!("{}:{}", r.event.as_str(), r.channel));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    channel = %r.channel,
+                    kind = r.kind,
+                    event = r.event.as_str(),
+                    attempts = r.attempted.attempts,
+                    "could not notify {} ({}) of {}: {e}",
+                    r.channel,
+                    r.kind,
+                    r.event
+                );
+                d.record.notes.push(format!(
+                    "notification {} to {} ({}) failed: {e}",
+                    r.event, r.channel, r.kind
+                ));
+            }
+        }
+        d.record.notifications.push(record);
+    }
+}
+
+/// The target revision's images, when ECS tells them in time.
+async fn images(services: &Services, d: &Deployment, limit: Instant) -> Vec<notice::Image> {
+    if d.protocol != Protocol::Ecs || d.target_revision_arn.is_none() {
+        return Vec::new();
+    }
+    let within = limit
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_secs(2));
+    let facts = Facts::new();
+    match facts.revision(services, d, &Budget::of(within)).await {
+        Ok(rev) => rev
+            .images
+            .into_iter()
+            .map(|(container, image, digest)| notice::Image {
+                container,
+                image,
+                digest,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::info!("notifications go without the revision's images: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Delivers concurrently across channels; one channel gets its notifications in order
+/// (`started` before `failed`).
+async fn deliver_all(
+    services: &Services,
+    due: &[Due<'_>],
+    notices: &[Notice],
+    limit: Instant,
+) -> Vec<Delivered> {
+    let mut by_channel: Vec<Vec<usize>> = Vec::new();
+    for (i, x) in due.iter().enumerate() {
+        match by_channel
+            .iter_mut()
+            .find(|g| due[g[0]].channel.name == x.channel.name)
+        {
+            Some(g) => g.push(i),
+            None => by_channel.push(vec![i]),
+        }
+    }
+    let lanes =
+        by_channel.into_iter().map(|lane| async move {
+            let mut out = Vec::new();
+            for i in lane {
+                let (x, n) = (&due[i], &notices[i]);
+                let started = Instant::now();
+                let attempted =
+                    match tokio::time::timeout_at(limit, deliver(services, x.channel, n, limit))
+                        .await
+                    {
+                        Ok(a) => a,
+                        Err(_) => Attempted {
+                            result: Err("cut off by the end of the invocation's time".into()),
+                            attempts: 1,
+                        },
+                    };
+                out.push(Delivered {
+                    event: x.event,
+                    channel: x.channel.name.clone(),
+                    kind: x.channel.kind.type_name(),
+                    attempted,
+                    took: started.elapsed(),
+                });
+            }
+            out
+        });
+    futures::future::join_all(lanes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Resolves `r` and remembers its value for redaction.
+async fn secret(
+    services: &Services,
+    r: &SecretRef,
+    what: &str,
+    limit: Instant,
+    redact: &mut Redactor,
+) -> Result<secrets::Secret, String> {
+    let s = secrets::resolve(services, r, limit)
+        .await
+        .map_err(|e| format!("could not read its {what}: {e}"))?;
+    redact.add(s.expose());
+    Ok(s)
+}
+
+async fn url(
+    services: &Services,
+    r: &SecretRef,
+    limit: Instant,
+    redact: &mut Redactor,
+) -> Result<reqwest::Url, String> {
+    let s = secret(services, r, "url", limit, redact).await?;
+    settings::check_url(s.expose()).map_err(|m| format!("its url (from {}) {m}", r.describe()))
+}
+
+async fn deliver(services: &Services, channel: &Channel, n: &Notice, limit: Instant) -> Attempted {
+    let fail = |e: String| Attempted {
+        result: Err(e),
+        attempts: 0,
+    };
+    let common = &channel.common;
+    let timeout = common.timeout.get();
+    let mut redact = Redactor::default();
+    let client = services.notify_state().http();
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let (target, body) = match &channel.kind {
+        ChannelKind::Slack(s) => match url(services, &s.url, limit, &mut redact).await {
+            Ok(u) => (u, slack::payload(n).to_string().into_bytes()),
+            Err(e) => return fail(e),
+        },
+        ChannelKind::Teams(t) => match url(services, &t.url, limit, &mut redact).await {
+            Ok(u) => (u, teams::payload(n).to_string().into_bytes()),
+            Err(e) => return fail(e),
+        },
+        ChannelKind::Webhook(w) => {
+            let target = match url(services, &w.url, limit, &mut redact).await {
+                Ok(u) => u,
+                Err(e) => return fail(e),
+            };
+            let body = n.body().to_string().into_bytes();
+            for (name, value) in &w.headers {
+                let v = match secret(
+                    services,
+                    value,
+                    &format!("header {name}"),
+                    limit,
+                    &mut redact,
+                )
+                .await
+                {
+                    Ok(v) => v,
+                    Err(e) => return fail(e),
+                };
+                let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(v.expose()),
+                ) else {
+                    return fail(format!(
+                        "header {name} (from {}) is not a valid HTTP header value",
+                        value.describe()
+                    ));
+                };
+                let mut value = value;
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+            if let Some(r) = &w.signing_secret {
+                let key = match secret(services, r, "signingSecret", limit, &mut redact).await {
+                    Ok(k) => k,
+                    Err(e) => return fail(e),
+                };
+                let sig = webhook::signature(key.expose().as_bytes(), &body);
+                if let Ok(v) = HeaderValue::from_str(&sig) {
+                    headers.insert(webhook::SIGNATURE_HEADER, v);
+                }
+            }
+            if let Ok(v) = HeaderValue::from_str(n.event.as_str()) {
+                headers.insert(webhook::EVENT_HEADER, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&n.id) {
+                headers.insert(webhook::DELIVERY_HEADER, v);
+            }
+            (target, body)
+        }
+        ChannelKind::Sns(s) => {
+            let result = sns::publish(services, s, n, timeout, limit).await;
+            return Attempted {
+                result,
+                attempts: 1,
+            };
+        }
+    };
+    let mut attempted = http::post(
+        client,
+        &target,
+        headers,
+        body,
+        timeout,
+        common.retries,
+        limit,
+        &redact,
+    )
+    .await;
+    attempted.result = attempted.result.map_err(|e| redact.clean(&e));
+    attempted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(
+        protocol: Protocol,
+        role: Role,
+        stage: Option<Stage>,
+        rolling_back: bool,
+        status: HookStatus,
+    ) -> Vec<Event> {
+        events_for(&Moment {
+            protocol,
+            role,
+            stage: stage.as_ref(),
+            rolling_back,
+            status,
+            code_deploy_started_by: Role::BeforeInstall,
+        })
+    }
+
+    #[test]
+    fn events_per_stage_protocol_and_answer() {
+        use Event::*;
+        use HookStatus::{Failed as F, InProgress as W, Succeeded as S};
+        use Protocol::{CodeDeploy as Cd, Ecs};
+        use Role::*;
+        type Case = (Protocol, Role, Option<Stage>, bool, HookStatus, Vec<Event>);
+        let cases: Vec<Case> = vec![
+            (
+                Ecs,
+                BeforeInstall,
+                Some(Stage::PreScaleUp),
+                false,
+                S,
+                vec![Started, StagePassed],
+            ),
+            (
+                Ecs,
+                BeforeInstall,
+                Some(Stage::PreScaleUp),
+                false,
+                W,
+                vec![Started],
+            ),
+            (
+                Ecs,
+                BeforeInstall,
+                Some(Stage::PreScaleUp),
+                false,
+                F,
+                vec![Started, Failed],
+            ),
+            // RECONCILE_SERVICE does not run in every deployment: PRE_SCALE_UP announces.
+            (
+                Ecs,
+                BeforeInstall,
+                Some(Stage::ReconcileService),
+                false,
+                S,
+                vec![StagePassed],
+            ),
+            (
+                Ecs,
+                AfterInstall,
+                Some(Stage::PostScaleUp),
+                false,
+                W,
+                vec![],
+            ),
+            (
+                Ecs,
+                AfterInstall,
+                Some(Stage::PostScaleUp),
+                false,
+                F,
+                vec![Failed],
+            ),
+            (
+                Ecs,
+                BeforeAllowTraffic,
+                Some(Stage::TestTrafficShift),
+                false,
+                S,
+                vec![StagePassed],
+            ),
+            (
+                Ecs,
+                BeforeAllowTraffic,
+                Some(Stage::TestTrafficShift),
+                true,
+                S,
+                vec![RolledBack],
+            ),
+            (
+                Ecs,
+                AfterAllowTraffic,
+                Some(Stage::ProductionTrafficShift),
+                true,
+                S,
+                vec![RolledBack],
+            ),
+            (
+                Ecs,
+                AfterAllowTraffic,
+                Some(Stage::ProductionTrafficShift),
+                false,
+                S,
+                vec![StagePassed],
+            ),
+            (
+                Ecs,
+                AfterAllowTraffic,
+                Some(Stage::PostProductionTrafficShift),
+                false,
+                S,
+                vec![Succeeded],
+            ),
+            (
+                Ecs,
+                AfterAllowTraffic,
+                Some(Stage::PostProductionTrafficShift),
+                false,
+                F,
+                vec![Failed],
+            ),
+            // The stage decides, not the function attached to it.
+            (
+                Ecs,
+                AfterInstall,
+                Some(Stage::PreScaleUp),
+                false,
+                S,
+                vec![Started, StagePassed],
+            ),
+            (
+                Ecs,
+                BeforeAllowTraffic,
+                Some(Stage::Unknown("NEW".into())),
+                false,
+                S,
+                vec![StagePassed],
+            ),
+            (
+                Cd,
+                BeforeInstall,
+                None,
+                false,
+                S,
+                vec![Started, StagePassed],
+            ),
+            (Cd, BeforeInstall, None, false, F, vec![Started, Failed]),
+            (Cd, BeforeAllowTraffic, None, false, S, vec![StagePassed]),
+            (Cd, AfterAllowTraffic, None, false, S, vec![Succeeded]),
+            (Cd, AfterAllowTraffic, None, false, F, vec![Failed]),
+        ];
+        for (protocol, role, stage, back, status, expected) in cases {
+            assert_eq!(
+                at(protocol, role, stage.clone(), back, status),
+                expected,
+                "{protocol:?} {role} {stage:?} back={back} {status:?}"
+            );
+        }
+        // The Lambda compute platform: before-allow-traffic announces the start.
+        let lambda = events_for(&Moment {
+            protocol: Protocol::CodeDeploy,
+            role: Role::BeforeAllowTraffic,
+            stage: None,
+            rolling_back: false,
+            status: HookStatus::Succeeded,
+            code_deploy_started_by: Role::BeforeAllowTraffic,
+        });
+        assert_eq!(lambda, vec![Event::Started, Event::StagePassed]);
+    }
+
+    #[test]
+    fn process_memory_is_bounded() {
+        let s = ProcessState::default();
+        for i in 0..(REMEMBERED + 10) {
+            s.remember(format!("k{i}"));
+        }
+        assert!(!s.was_sent("k0"));
+        assert!(s.was_sent(&format!("k{}", REMEMBERED + 9)));
+        assert_eq!(s.sent.lock().unwrap().0.len(), REMEMBERED);
+    }
+}
