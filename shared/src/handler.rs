@@ -26,8 +26,8 @@ use crate::config::{
 use crate::deployment::{Deployment, Protocol};
 use crate::discovery;
 use crate::facts::Facts;
-use crate::protocol::codedeploy::Continuation;
 use crate::notify;
+use crate::protocol::codedeploy::Continuation;
 use crate::protocol::codedeploy::{self, ReportStatus, Reported};
 use crate::protocol::{
     self, CodeDeployEvent, EcsEvent, EcsResponse, HookStatus, Invocation, Stage,

@@ -56,6 +56,7 @@ fn capture_logs() {
     ONCE.call_once(|| {
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
             .with_writer(|| LogWriter)
             .finish();
         tracing::subscriber::set_global_default(subscriber).unwrap();
