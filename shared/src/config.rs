@@ -353,6 +353,41 @@ pub(crate) fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T
     })
 }
 
+/// Reads the `type` of a check or channel (`what`): one of `names`.
+pub(crate) fn type_tag<'a>(
+    map: &'a Map<String, Value>,
+    at: &str,
+    what: &str,
+    names: &[&str],
+) -> Result<&'a str, ConfigError> {
+    let path = format!("{at}.type");
+    match map.get("type") {
+        Some(Value::String(t)) if names.contains(&t.as_str()) => Ok(t),
+        Some(Value::String(t)) => Err(ConfigError::new(
+            path,
+            format!(
+                "unknown {what} type {t:?}; expected one of: {}",
+                names.join(", ")
+            ),
+        )),
+        Some(other) => Err(ConfigError::new(
+            path,
+            format!(
+                "is {}, expected one of: {}",
+                kind_of(other),
+                names.join(", ")
+            ),
+        )),
+        None => Err(ConfigError::new(
+            path,
+            format!(
+                "is missing; every {what} names its type, one of: {}",
+                names.join(", ")
+            ),
+        )),
+    }
+}
+
 fn valid_check_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
@@ -400,37 +435,11 @@ fn parse_check(name: &str, value: &Value) -> Result<CheckConfig, ConfigError> {
         ));
     };
     let names: Vec<&str> = checks::KINDS.iter().map(|k| k.name).collect();
-    let type_name = match map.get("type") {
-        Some(Value::String(t)) => t.as_str(),
-        Some(other) => {
-            return Err(ConfigError::new(
-                format!("{at}.type"),
-                format!(
-                    "is {}, expected one of: {}",
-                    kind_of(other),
-                    names.join(", ")
-                ),
-            ));
-        }
-        None => {
-            return Err(ConfigError::new(
-                format!("{at}.type"),
-                format!(
-                    "is missing; every check names its type, one of: {}",
-                    names.join(", ")
-                ),
-            ));
-        }
-    };
-    let Some(kind) = checks::KINDS.iter().find(|k| k.name == type_name) else {
-        return Err(ConfigError::new(
-            format!("{at}.type"),
-            format!(
-                "unknown check type {type_name:?}; expected one of: {}",
-                names.join(", ")
-            ),
-        ));
-    };
+    let type_name = type_tag(map, &at, "check", &names)?;
+    let kind = checks::KINDS
+        .iter()
+        .find(|k| k.name == type_name)
+        .expect("type_tag accepts known names only");
 
     let common_keys = &KEYS.common;
     let kind_keys = &KEYS.kinds[kind.name];

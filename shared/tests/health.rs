@@ -112,7 +112,7 @@ async fn a_flapping_target_is_caught_by_the_failure_limit() {
         get(move || {
             let k = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async move {
-                if k % 2 == 0 {
+                if k.is_multiple_of(2) {
                     axum::http::StatusCode::OK
                 } else {
                     axum::http::StatusCode::BAD_GATEWAY

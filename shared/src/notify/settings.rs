@@ -595,37 +595,12 @@ fn parse_channel(name: &str, value: &Value) -> Result<Channel, ConfigError> {
             ),
         ));
     };
-    let type_name = match map.get("type") {
-        Some(Value::String(t)) => t.as_str(),
-        Some(other) => {
-            return Err(ConfigError::new(
-                format!("{at}.type"),
-                format!(
-                    "is {}, expected one of: {}",
-                    kind_of(other),
-                    names.join(", ")
-                ),
-            ));
-        }
-        None => {
-            return Err(ConfigError::new(
-                format!("{at}.type"),
-                format!(
-                    "is missing; every channel names its type, one of: {}",
-                    names.join(", ")
-                ),
-            ));
-        }
-    };
-    let Some((kind_name, kind_keys)) = KEYS.kinds.iter().find(|(n, _)| *n == type_name) else {
-        return Err(ConfigError::new(
-            format!("{at}.type"),
-            format!(
-                "unknown channel type {type_name:?}; expected one of: {}",
-                names.join(", ")
-            ),
-        ));
-    };
+    let type_name = crate::config::type_tag(map, &at, "channel", &names)?;
+    let (kind_name, kind_keys) = KEYS
+        .kinds
+        .iter()
+        .find(|(n, _)| *n == type_name)
+        .expect("type_tag accepts known names only");
     let mut common = Map::new();
     let mut own = Map::new();
     for (k, v) in map {

@@ -240,16 +240,7 @@ pub async fn evaluate(c: &CanaryCheck, ctx: &CheckContext<'_>) -> Evaluation {
                 Evaluation::fail(format!("{} (whenNoEvidence: fail)", result.reason))
             }
         },
-        Verdict::Pass => match c.bake_for {
-            Some(window) if bake.elapsed() < window.get() => {
-                let so_far = HumanDuration(Duration::from_secs(bake.elapsed().as_secs()));
-                Evaluation::pending(
-                    c.interval.get(),
-                    format!("clean for {so_far} of {window}: {}", result.reason),
-                )
-            }
-            _ => Evaluation::pass(result.reason.clone()),
-        },
+        Verdict::Pass => bake.pass_or_keep_baking(c.bake_for, c.interval, result.reason.clone()),
     };
     ev.observed(observed).expected(expected).state(state)
 }

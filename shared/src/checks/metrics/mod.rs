@@ -97,7 +97,7 @@ fn validate_metric(m: &MetricDef, at: &str) -> Result<(), ConfigError> {
     }
     let secs = m.period.get().as_secs();
     if m.period.get().subsec_nanos() != 0
-        || !(secs > 0 && (secs % 60 == 0 || [1, 5, 10, 30].contains(&secs)))
+        || !(secs > 0 && (secs.is_multiple_of(60) || [1, 5, 10, 30].contains(&secs)))
     {
         return Err(ConfigError::new(
             format!("{at}.period"),
@@ -398,6 +398,26 @@ impl BakeState {
 
     pub fn started(&self) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_millis(self.started_at_ms)
+    }
+
+    /// Passes with `summary`, or, while the bake window is still open, stays pending with
+    /// what was seen so far.
+    pub fn pass_or_keep_baking(
+        &self,
+        bake_for: Option<HumanDuration>,
+        interval: HumanDuration,
+        summary: String,
+    ) -> crate::verdict::Evaluation {
+        match bake_for {
+            Some(window) if self.elapsed() < window.get() => {
+                let so_far = HumanDuration(Duration::from_secs(self.elapsed().as_secs()));
+                crate::verdict::Evaluation::pending(
+                    interval.get(),
+                    format!("clean for {so_far} of {window}: {summary}"),
+                )
+            }
+            _ => crate::verdict::Evaluation::pass(summary),
+        }
     }
 
     /// How long the window has been observed.

@@ -223,19 +223,7 @@ pub async fn evaluate(c: &ThresholdCheck, ctx: &CheckContext<'_>) -> Evaluation 
             .expected(expected)
             .state(state);
     }
-    if let Some(window) = c.bake_for
-        && bake.elapsed() < window.get()
-    {
-        let so_far = HumanDuration(Duration::from_secs(bake.elapsed().as_secs()));
-        return Evaluation::pending(
-            c.interval.get(),
-            format!("clean for {so_far} of {window}: {summary}"),
-        )
-        .observed(observed)
-        .expected(expected)
-        .state(state);
-    }
-    Evaluation::pass(summary)
+    bake.pass_or_keep_baking(c.bake_for, c.interval, summary)
         .observed(observed)
         .expected(expected)
         .state(state)
