@@ -28,6 +28,7 @@ pub struct Facts {
     revision: OnceCell<Result<Revision, String>>,
     source: OnceCell<Result<Revision, String>>,
     load_balancer: OnceCell<Result<String, String>>,
+    stage_started: OnceCell<Result<Option<u64>, String>>,
 }
 
 impl Facts {
@@ -126,6 +127,48 @@ impl Facts {
             self.source_revision(services, deployment, budget).await?
         };
         Ok(rev.target_groups)
+    }
+
+    /// When ECS started this hook (and so its stage), in ms since the epoch: the hook's
+    /// `expiresAt` in `DescribeServiceDeployments` less its configured timeout (24 hours by
+    /// default). `None` when the deployment or this function cannot be identified.
+    pub async fn stage_started_at(
+        &self,
+        services: &Services,
+        deployment: &Deployment,
+        budget: &Budget,
+    ) -> Result<Option<u64>, String> {
+        self.stage_started
+            .get_or_init(|| async {
+                let (Some(arn), Some(own)) = (deployment.service_deployment_arn.clone(), services.own_function()) else {
+                    return Ok(None);
+                };
+                let mine = |target: &str| target.ends_with(&format!(":function:{own}")) || target.contains(&format!(":function:{own}:"));
+                let call = services.ecs().await.describe_service_deployments().service_deployment_arns(&arn).send();
+                let out = budget
+                    .run(call)
+                    .await
+                    .ok_or_else(|| "ECS DescribeServiceDeployments did not answer within the invocation's budget".to_string())?
+                    .map_err(|e| aws_error("ECS DescribeServiceDeployments", "ecs:DescribeServiceDeployments", &e))?;
+                let Some(sd) = out.service_deployments().first() else { return Ok(None) };
+                let hook = sd
+                    .lifecycle_hook_details()
+                    .iter()
+                    .find(|h| h.target_arn().is_some_and(mine) && h.status().map(|s| s.as_str()) == Some("IN_PROGRESS"));
+                let Some(expires) = hook.and_then(|h| h.expires_at()).and_then(|t| t.to_millis().ok()) else { return Ok(None) };
+                let minutes = sd
+                    .deployment_configuration()
+                    .map(|c| c.lifecycle_hooks())
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|h| h.hook_target_arn().is_some_and(mine))
+                    .and_then(|h| h.timeout_configuration())
+                    .and_then(|t| t.timeout_in_minutes())
+                    .unwrap_or(1440);
+                Ok(Some((expires - i64::from(minutes) * 60_000).max(0) as u64))
+            })
+            .await
+            .clone()
     }
 
     /// The `LoadBalancer` dimension (`app/NAME/ID`) of a target group's load balancer.

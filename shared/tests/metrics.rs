@@ -559,3 +559,60 @@ async fn bake_for_must_fit_within() {
         reason(&a)
     );
 }
+
+#[tokio::test]
+async fn the_bake_window_is_anchored_to_the_stages_real_start() {
+    use aws_sdk_ecs::types as ecs;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    let env = Env::new().await;
+    env.put("Error5xxRate", json!({"TargetGroup": GREEN_TG}), &[0.1; 5]);
+    env.put("Requests", json!({"TargetGroup": GREEN_TG}), &[400.0; 5]);
+    // ECS started this hook three minutes ago; its timeout is 60 minutes.
+    let fn_arn = "arn:aws:lambda:us-west-2:123456789012:function:greenlight-after-allow-traffic";
+    let expires = std::time::SystemTime::now() + Duration::from_secs(57 * 60);
+    let rule = mock!(aws_sdk_ecs::Client::describe_service_deployments)
+        .sequence()
+        .output(move || {
+            aws_sdk_ecs::operation::describe_service_deployments::DescribeServiceDeploymentsOutput::builder()
+                .service_deployments(
+                    ecs::ServiceDeployment::builder()
+                        .lifecycle_hook_details(
+                            ecs::DeploymentLifecycleHookDetail::builder()
+                                .target_arn(fn_arn)
+                                .status(ecs::DeploymentLifecycleHookStatus::from("IN_PROGRESS"))
+                                .expires_at(aws_smithy_types::DateTime::from(expires))
+                                .build(),
+                        )
+                        .deployment_configuration(
+                            ecs::DeploymentConfiguration::builder()
+                                .lifecycle_hooks(
+                                    ecs::DeploymentLifecycleHook::builder()
+                                        .hook_target_arn(fn_arn)
+                                        .timeout_configuration(ecs::DeploymentLifecycleHookTimeoutConfiguration::builder().timeout_in_minutes(60).build())
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        })
+        .repeatedly()
+        .build();
+    env.services
+        .set_ecs(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&rule]));
+    env.services
+        .set_own_function(Some("greenlight-after-allow-traffic".into()));
+    // A 2-minute window that began with the stage three minutes ago has passed: no waiting.
+    let ev = with_checks(
+        "ecs-post-production-traffic-shift.json",
+        json!({"errors": threshold(json!({"bakeFor": "2m", "within": "10m"}))}),
+    );
+    let a = run(&env, &ev, 5).await;
+    assert_eq!(a["hookStatus"], "SUCCEEDED", "{a:#}");
+    // Without the anchor, the same check waits out its window from now.
+    env.services.set_own_function(None);
+    let a = run(&env, &ev, 3).await;
+    assert_eq!(a["hookStatus"], "IN_PROGRESS", "{a:#}");
+    assert!(reason(&a).contains("clean for 0s of 2m"), "{}", reason(&a));
+}

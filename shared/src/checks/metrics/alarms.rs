@@ -64,7 +64,7 @@ pub fn parse(value: Value, at: &str) -> Result<AlarmsCheck, ConfigError> {
 }
 
 pub async fn evaluate(c: &AlarmsCheck, ctx: &CheckContext<'_>) -> Evaluation {
-    let bake = BakeState::load(ctx.state);
+    let bake = BakeState::begin(ctx, c.bake_for.is_some()).await;
     let cw = ctx.services.cloudwatch().await;
     let prefix = match c
         .alarm_name_prefix

@@ -153,7 +153,11 @@ fn split(series: &Series, at_ms: i64, before: bool) -> Vec<f64> {
 }
 
 pub async fn evaluate(c: &CanaryCheck, ctx: &CheckContext<'_>) -> Evaluation {
-    let bake = BakeState::load(ctx.state);
+    let bake = BakeState::begin(
+        ctx,
+        c.bake_for.is_some() || c.baseline_window == BaselineWindow::BeforeShift,
+    )
+    .await;
     let now = SystemTime::now();
     let (start, cut) = match c.baseline_window {
         BaselineWindow::SameTime => (now - c.window.get(), None),

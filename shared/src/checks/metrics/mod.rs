@@ -16,7 +16,6 @@ use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::CheckContext;
 use crate::config::ConfigError;
@@ -383,14 +382,37 @@ pub enum NoEvidence {
 #[serde(rename_all = "camelCase")]
 pub struct BakeState {
     pub started_at_ms: u64,
+    /// Whether the start is the stage's real start from ECS (else the first evaluation).
+    #[serde(default)]
+    pub anchored: bool,
     pub evaluations: u32,
 }
 
 impl BakeState {
-    pub fn load(state: &Value) -> BakeState {
-        let mut s: BakeState = serde_json::from_value(state.clone()).unwrap_or_default();
+    /// The window carried in the check's state; on its first evaluation, anchored to the
+    /// stage's real start when `anchor` is asked for and ECS tells it
+    /// ([`crate::facts::Facts::stage_started_at`]), else now.
+    pub async fn begin(ctx: &CheckContext<'_>, anchor: bool) -> BakeState {
+        let mut s: BakeState = serde_json::from_value(ctx.state.clone()).unwrap_or_default();
         if s.started_at_ms == 0 {
-            s.started_at_ms = crate::runner::now_ms();
+            let now = crate::runner::now_ms();
+            s.started_at_ms = now;
+            if anchor {
+                match ctx
+                    .facts
+                    .stage_started_at(ctx.services, ctx.deployment, &ctx.budget)
+                    .await
+                {
+                    Ok(Some(t)) if t <= now => {
+                        s.started_at_ms = t;
+                        s.anchored = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        "the window starts now: the stage's start could not be read ({e})"
+                    ),
+                }
+            }
         }
         s.evaluations += 1;
         s

@@ -140,7 +140,7 @@ pub fn parse(value: Value, at: &str) -> Result<ThresholdCheck, ConfigError> {
 }
 
 pub async fn evaluate(c: &ThresholdCheck, ctx: &CheckContext<'_>) -> Evaluation {
-    let bake = BakeState::load(ctx.state);
+    let bake = BakeState::begin(ctx, c.bake_for.is_some()).await;
     let period = c.query.period();
     let now = SystemTime::now();
     let start = now - period * (c.datapoints + 1);
