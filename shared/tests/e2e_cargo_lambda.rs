@@ -63,6 +63,14 @@ async fn four_functions_under_cargo_lambda_watch() {
         version.as_ref().is_ok_and(|o| o.status.success()),
         "cargo-lambda is needed for this test: `make tools` (or `pip install cargo-lambda`) installs it"
     );
+    // Build the four binaries first, so that `cargo lambda watch` (which runs `cargo run` on a
+    // function's first invocation) only starts them.
+    let built = std::process::Command::new("cargo")
+        .current_dir(root())
+        .args(["build", "--workspace", "--bins"])
+        .status()
+        .expect("cargo builds");
+    assert!(built.success(), "cargo build --workspace --bins failed");
     let healthy = app(200, Duration::ZERO).await;
     let codedeploy = FakeCodeDeploy::start(vec![]).await;
     let port = free_port();
@@ -85,7 +93,7 @@ async fn four_functions_under_cargo_lambda_watch() {
             "-P",
             &port.to_string(),
             "--timeout",
-            "30",
+            "300",
             "--ignore-changes",
         ])
         .stdin(Stdio::null())
