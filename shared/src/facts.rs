@@ -43,6 +43,11 @@ impl Facts {
         f
     }
 
+    /// The target revision, if a check already looked it up in this invocation.
+    pub fn known_revision(&self) -> Option<Revision> {
+        self.revision.get().and_then(|r| r.as_ref().ok().cloned())
+    }
+
     /// `DescribeServiceRevisions` for the target revision, once.
     pub async fn revision(
         &self,

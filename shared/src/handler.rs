@@ -49,6 +49,8 @@ pub struct Decision {
     pub continuation: Option<Continuation>,
     /// CodeDeploy: a retried invocation after the status was reported; report nothing.
     pub already_reported: bool,
+    /// The target revision, when a check looked it up (notifications reuse it).
+    pub revision: Option<crate::facts::Revision>,
 }
 
 impl Decision {
@@ -77,6 +79,7 @@ impl Decision {
             state: None,
             continuation: None,
             already_reported: false,
+            revision: None,
         }
     }
 
@@ -629,8 +632,8 @@ async fn decide(
         d.record.notes = notes;
         return d;
     }
+    let facts = Facts::new();
     let report = {
-        let facts = Facts::new();
         let evaluator = evaluate_with(services, &deployment, &facts);
         runner::run(&active, prior, budget, &evaluator).await
     };
@@ -643,6 +646,7 @@ async fn decide(
         ),
     };
     let mut d = Decision::new(role, status, report.reason, Some(deployment));
+    d.revision = facts.known_revision();
     d.call_back_delay = delay;
     d.record.checks = report.checks;
     d.record.invocation = report.state.invocations;

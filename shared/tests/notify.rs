@@ -939,3 +939,91 @@ async fn no_secret_reaches_a_log_a_record_an_answer_or_an_error() {
         }
     }
 }
+
+/// A check that read the target revision shares it with the notification: one
+/// DescribeServiceRevisions call per invocation, and the images still reach the receiver.
+#[tokio::test]
+async fn notifications_reuse_the_revision_the_checks_read() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let hook = Receiver::start(vec![]).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let revisions = mock!(aws_sdk_ecs::Client::describe_service_revisions)
+        .match_requests(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            true
+        })
+        .sequence()
+        .output(|| {
+            aws_sdk_ecs::operation::describe_service_revisions::DescribeServiceRevisionsOutput::builder()
+                .service_revisions(
+                    ecs::ServiceRevision::builder()
+                        .service_revision_arn(GREEN)
+                        .task_definition("arn:aws:ecs:us-west-2:123456789012:task-definition/checkout:42")
+                        .container_images(
+                            ecs::ContainerImage::builder()
+                                .container_name("web")
+                                .image("123456789012.dkr.ecr.us-west-2.amazonaws.com/checkout:1.4.2")
+                                .image_digest("sha256:aaaa")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        })
+        .repeatedly()
+        .build();
+    let task_definition = mock!(aws_sdk_ecs::Client::describe_task_definition)
+        .sequence()
+        .output(|| {
+            aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput::builder(
+            )
+            .task_definition(
+                ecs::TaskDefinition::builder()
+                    .container_definitions(
+                        ecs::ContainerDefinition::builder()
+                            .name("web")
+                            .image("123456789012.dkr.ecr.us-west-2.amazonaws.com/checkout:1.4.2")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+        })
+        .repeatedly()
+        .build();
+    let s2 = Services::new(
+        Ok(BaseConfig::Inline(
+            json!({"notifications": {"channels": {"audit": {"type": "webhook",
+        "url": hook.url("webhook"), "events": ["started", "stagePassed"]}}}})
+            .to_string(),
+        )),
+        None,
+    );
+    s2.set_ecs(mock_client!(
+        aws_sdk_ecs,
+        RuleMode::MatchAny,
+        &[&revisions, &task_definition]
+    ));
+    let ev = ecs_event(
+        "ecs-pre-scale-up.json",
+        json!({"admit": {"type": "imageAdmission"}}),
+    );
+    let a = answer(&s2, Role::BeforeInstall, &ev, 10).await;
+    assert_eq!(a["hookStatus"], "SUCCEEDED", "{a:#}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the notification reused the checks' look-up"
+    );
+    let bodies: Vec<String> = hook
+        .got()
+        .iter()
+        .map(|c| String::from_utf8_lossy(&c.body).into_owned())
+        .collect();
+    assert!(!bodies.is_empty());
+    assert!(
+        bodies.iter().all(|b| b.contains("checkout:1.4.2")),
+        "{bodies:?}"
+    );
+}

@@ -345,7 +345,7 @@ async fn run(
         return;
     }
     let images = if settings.include_images {
-        images(services, deployment, limit).await
+        images(services, deployment, d.revision.clone(), limit).await
     } else {
         Vec::new()
     };
@@ -477,24 +477,35 @@ async fn run(
 }
 
 /// The target revision's images, when ECS tells them in time.
-async fn images(services: &Services, d: &Deployment, limit: Instant) -> Vec<notice::Image> {
+/// Uses the revision the checks already looked up in this invocation, if any.
+async fn images(
+    services: &Services,
+    d: &Deployment,
+    known: Option<crate::facts::Revision>,
+    limit: Instant,
+) -> Vec<notice::Image> {
     if d.protocol != Protocol::Ecs || d.target_revision_arn.is_none() {
         return Vec::new();
     }
-    let within = limit
-        .saturating_duration_since(Instant::now())
-        .min(Duration::from_secs(2));
-    let facts = Facts::new();
-    match facts.revision(services, d, &Budget::of(within)).await {
-        Ok(rev) => rev
-            .images
+    let to_images = |rev: crate::facts::Revision| -> Vec<notice::Image> {
+        rev.images
             .into_iter()
             .map(|(container, image, digest)| notice::Image {
                 container,
                 image,
                 digest,
             })
-            .collect(),
+            .collect()
+    };
+    if let Some(rev) = known {
+        return to_images(rev);
+    }
+    let within = limit
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_secs(2));
+    let facts = Facts::new();
+    match facts.revision(services, d, &Budget::of(within)).await {
+        Ok(rev) => to_images(rev),
         Err(e) => {
             tracing::info!("notifications go without the revision's images: {e}");
             Vec::new()
