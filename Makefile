@@ -1,5 +1,6 @@
 # Greenlight: `make test` runs everything CI runs. It installs what it needs on a fresh
-# machine: cargo-lambda and the moto AWS emulator, from PyPI, into .tools/.
+# machine: cargo-lambda and the moto AWS emulator, from PyPI, into .tools/, and Debian's
+# PostgreSQL server binaries.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -10,10 +11,18 @@ export PATH := $(VENV)/bin:$(PATH)
 CARGO_LAMBDA_VERSION := 1.9.2
 MOTO_VERSION := 5.2.1
 
-.PHONY: test tools fmt lint unit schema watch bench clean-tools
+.PHONY: test tools postgres-binaries fmt lint unit schema watch bench clean-tools
 
-## Install the tools the tests need into .tools/ (idempotent).
-tools: $(VENV)/.installed
+## Install the tools the tests need into .tools/ (idempotent), and Debian's PostgreSQL
+## server binaries when none are installed (the migration tests start a throwaway server).
+tools: $(VENV)/.installed postgres-binaries
+
+postgres-binaries:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$${PG_BIN:-}" ] || [ -n "$${GREENLIGHT_TEST_POSTGRES_URL:-}" ]; then :; else \
+		echo "installing Debian's postgresql (server binaries for the migration tests)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	fi
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)

@@ -465,7 +465,8 @@ fn parse_check(name: &str, value: &Value) -> Result<CheckConfig, ConfigError> {
             ));
         }
     }
-    let common: CheckCommon = typed(Value::Object(common), &at)?;
+    let within_set = common.contains_key("within");
+    let mut common: CheckCommon = typed(Value::Object(common), &at)?;
     if let Some(stages) = &common.stages {
         for (i, s) in stages.iter().enumerate() {
             if !Stage::KNOWN.iter().any(|k| k.as_str() == s) {
@@ -493,6 +494,23 @@ fn parse_check(name: &str, value: &Value) -> Result<CheckConfig, ConfigError> {
                 "is {}, not longer than bakeFor ({}): the check would give up before its window ends; set within to more than bakeFor",
                 common.within,
                 HumanDuration(bake)
+            ),
+        ));
+    }
+    if let CheckKind::MigrationTask(task) = &kind {
+        // The task's timeout bounds the wait; by default the check waits for it.
+        if !within_set {
+            common.within = HumanDuration(task.timeout.get() + std::time::Duration::from_secs(60));
+        }
+    }
+    if let CheckKind::MigrationTask(task) = &kind
+        && common.within.get() <= task.timeout.get()
+    {
+        return Err(ConfigError::new(
+            format!("{at}.within"),
+            format!(
+                "is {}, not longer than the task's timeout ({}): the check would give up while the task still runs; set within to more than timeout",
+                common.within, task.timeout
             ),
         ));
     }

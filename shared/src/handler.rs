@@ -669,6 +669,8 @@ fn evaluate_with<'a>(
                 state: &data,
                 budget,
                 facts,
+                name: &check.name,
+                dry_run: check.common.dry_run,
             };
             checks::evaluate(&check.kind, &ctx).await
         })

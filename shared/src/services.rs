@@ -67,6 +67,8 @@ pub struct Services {
     own_function: std::sync::Mutex<Option<String>>,
     secretsmanager: OnceCell<aws_sdk_secretsmanager::Client>,
     sns: OnceCell<aws_sdk_sns::Client>,
+    s3: OnceCell<aws_sdk_s3::Client>,
+    logs: OnceCell<aws_sdk_cloudwatchlogs::Client>,
     notify: crate::notify::ProcessState,
 }
 
@@ -146,6 +148,8 @@ impl Services {
             own_function: std::sync::Mutex::new(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok()),
             secretsmanager: OnceCell::new(),
             sns: OnceCell::new(),
+            s3: OnceCell::new(),
+            logs: OnceCell::new(),
             notify: crate::notify::ProcessState::default(),
         }
     }
@@ -251,6 +255,28 @@ impl Services {
     /// Uses `client` for SNS calls (every region).
     pub fn set_sns(&self, client: aws_sdk_sns::Client) {
         let _ = self.sns.set(client);
+    }
+
+    /// An S3 client; path-style addressing when a custom endpoint is configured (an
+    /// emulator on localhost has no per-bucket host names).
+    pub async fn s3(&self) -> &aws_sdk_s3::Client {
+        let sdk = self.sdk_config().await;
+        self.s3
+            .get_or_init(|| async {
+                let config = aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(sdk.endpoint_url().is_some())
+                    .build();
+                aws_sdk_s3::Client::from_conf(config)
+            })
+            .await
+    }
+
+    /// A CloudWatch Logs client (a migration task's log lines).
+    pub async fn logs(&self) -> &aws_sdk_cloudwatchlogs::Client {
+        let sdk = self.sdk_config().await;
+        self.logs
+            .get_or_init(|| async { aws_sdk_cloudwatchlogs::Client::new(sdk) })
+            .await
     }
 
     pub async fn secretsmanager(&self) -> &aws_sdk_secretsmanager::Client {

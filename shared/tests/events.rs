@@ -188,6 +188,17 @@ fn table() -> BTreeMap<&'static str, Expect> {
             ),
         ),
         (
+            "ecs-post-scale-up-migrations.json",
+            e(
+                AfterInstall,
+                "ecs",
+                Some("POST_SCALE_UP"),
+                Unknown,
+                "SUCCEEDED",
+                "migrate: applied 3 migration(s) to database",
+            ),
+        ),
+        (
             "ecs-http-check.json",
             e(
                 BeforeAllowTraffic,
@@ -439,6 +450,15 @@ async fn every_ecs_event_gets_the_documented_answer() {
         if name == "ecs-http-check.json" {
             let url = format!("http://{healthy}/health");
             ev["hookDetails"]["greenlight"]["checks"]["health"]["url"] = url.into();
+        }
+        if name == "ecs-post-scale-up-migrations.json" {
+            // The sample's migrations, into a fresh database of the test server.
+            let url = Postgres::get().database("events_sample").await;
+            let migrate = &mut ev["hookDetails"]["greenlight"]["checks"]["migrate"];
+            migrate["connection"]["url"] = url.into();
+            let source =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/migrations");
+            migrate["source"] = source.to_str().unwrap().into();
         }
         let answer = handle(
             &services,

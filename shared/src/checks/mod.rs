@@ -6,6 +6,7 @@
 pub mod http;
 pub mod image_admission;
 pub mod metrics;
+pub mod migrations;
 pub mod target_health;
 pub mod task_health;
 
@@ -29,6 +30,8 @@ pub enum CheckKind {
     MetricThreshold(Box<metrics::threshold::ThresholdCheck>),
     Alarms(metrics::alarms::AlarmsCheck),
     Canary(Box<metrics::canary::CanaryCheck>),
+    PostgresMigrations(Box<migrations::postgres::PostgresMigrationsCheck>),
+    MigrationTask(Box<migrations::task::MigrationTaskCheck>),
 }
 
 impl CheckKind {
@@ -51,6 +54,8 @@ impl CheckKind {
             CheckKind::MetricThreshold(_) => "metricThreshold",
             CheckKind::Alarms(_) => "alarms",
             CheckKind::Canary(_) => "canary",
+            CheckKind::PostgresMigrations(_) => "postgresMigrations",
+            CheckKind::MigrationTask(_) => "migrationTask",
         }
     }
 }
@@ -64,6 +69,11 @@ pub struct CheckContext<'a> {
     pub budget: Budget,
     /// ECS facts looked up once per invocation and shared by the checks.
     pub facts: &'a Facts,
+    /// The check's name in the configuration.
+    pub name: &'a str,
+    /// The check's `dryRun`: checks that change something (migrations) only say what they
+    /// would do.
+    pub dry_run: bool,
 }
 
 /// Evaluates one check once.
@@ -76,6 +86,8 @@ pub async fn evaluate(kind: &CheckKind, ctx: &CheckContext<'_>) -> Evaluation {
         CheckKind::MetricThreshold(c) => metrics::threshold::evaluate(c, ctx).await,
         CheckKind::Alarms(c) => metrics::alarms::evaluate(c, ctx).await,
         CheckKind::Canary(c) => metrics::canary::evaluate(c, ctx).await,
+        CheckKind::PostgresMigrations(c) => migrations::postgres::evaluate(c, ctx).await,
+        CheckKind::MigrationTask(c) => migrations::task::evaluate(c, ctx).await,
     }
 }
 
@@ -132,5 +144,23 @@ pub static KINDS: &[KindInfo] = &[
         description: "Judges the new revision against a baseline statistically: Mann-Whitney U with a Hodges-Lehmann interval for series, a two-proportion test for error rates.",
         schema: |g| crate::config::inline_schema::<metrics::canary::CanaryCheck>(g),
         parse: |v, at| metrics::canary::parse(v, at).map(|c| CheckKind::Canary(Box::new(c))),
+    },
+    KindInfo {
+        name: "postgresMigrations",
+        description: "Applies versioned SQL migrations to PostgreSQL once per deployment: sqlx's ledger and advisory lock, one transaction per migration, checksums of applied files, and a guard against statements the previous revision cannot survive.",
+        schema: |g| {
+            crate::config::inline_schema::<migrations::postgres::PostgresMigrationsCheck>(g)
+        },
+        parse: |v, at| {
+            migrations::postgres::parse(v, at).map(|c| CheckKind::PostgresMigrations(Box::new(c)))
+        },
+    },
+    KindInfo {
+        name: "migrationTask",
+        description: "Runs the migration command once per deployment in an ECS task from the new revision (its task definition, the service's network); passes when the container exits 0, stops it after a timeout.",
+        schema: |g| crate::config::inline_schema::<migrations::task::MigrationTaskCheck>(g),
+        parse: |v, at| {
+            migrations::task::parse(v, at).map(|c| CheckKind::MigrationTask(Box::new(c)))
+        },
     },
 ];

@@ -16,6 +16,11 @@ use crate::services::{Services, aws_error};
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value read elsewhere (a password inside a URL), so that it is redacted too.
+    pub(crate) fn from_value(s: &str) -> Secret {
+        Secret(s.to_string())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -39,11 +44,24 @@ impl Cache {
         self.values.lock().ok()?.get(r).cloned()
     }
 
+    /// Drops a value (a rotated password that stopped working), so that the next read
+    /// fetches it again.
+    pub fn forget(&self, r: &SecretRef) {
+        if let Ok(mut m) = self.values.lock() {
+            m.remove(r);
+        }
+    }
+
     fn put(&self, r: &SecretRef, s: Secret) {
         if let Ok(mut m) = self.values.lock() {
             m.insert(r.clone(), s);
         }
     }
+}
+
+/// Forgets the cached value of `r`.
+pub fn forget(services: &Services, r: &SecretRef) {
+    services.notify_state().secrets.forget(r);
 }
 
 /// The value of `r`, from the process's cache or read now (within `limit`).

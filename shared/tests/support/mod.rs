@@ -343,3 +343,275 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// A throwaway PostgreSQL server for the tests of one test binary: started on first use on
+/// a free loopback port, with password authentication, and stopped (its directory removed)
+/// when the test process ends. `GREENLIGHT_TEST_POSTGRES_URL` (an admin URL) uses a server
+/// of your own instead. `make tools` installs Debian's `postgresql` package when no server
+/// binaries are found.
+pub struct Postgres {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+}
+
+pub const PG_PASSWORD: &str = "gl-test-Pa55word-4c1d";
+
+static POSTGRES: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+
+/// Where Debian keeps the server binaries (the newest version), or `PG_BIN`.
+fn pg_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_string_lossy().parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p).expect(
+        "PostgreSQL server binaries are needed for this test: `make tools` installs Debian's postgresql package (or set PG_BIN, or GREENLIGHT_TEST_POSTGRES_URL)",
+    )
+}
+
+impl Postgres {
+    pub fn get() -> &'static Postgres {
+        POSTGRES.get_or_init(|| {
+            if let Ok(url) = std::env::var("GREENLIGHT_TEST_POSTGRES_URL") {
+                let rest = url.split_once("://").map(|x| x.1).unwrap_or(&url);
+                let (userinfo, hostpart) = rest.rsplit_once('@').expect("user@host in the URL");
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                let hostport = hostpart.split('/').next().unwrap();
+                let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+                return Postgres {
+                    host: host.into(),
+                    port: port.parse().unwrap(),
+                    user: user.into(),
+                    password: password.into(),
+                };
+            }
+            Postgres::start()
+        })
+    }
+
+    fn start() -> Postgres {
+        let bin = pg_bin();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("greenlight-pg-{}-{port}", std::process::id()));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), PG_PASSWORD).unwrap();
+        // PostgreSQL refuses to run as root: run it as the `postgres` user then.
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let as_owner = |program: &str| {
+            let mut c = if root {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--", program]);
+                c
+            } else {
+                std::process::Command::new(program)
+            };
+            c.stdout(std::process::Stdio::null());
+            c
+        };
+        if root {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown of the PostgreSQL test directory failed");
+        }
+        let out = as_owner(bin.join("initdb").to_str().unwrap())
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--auth=scram-sha-256",
+            ])
+            .arg(format!("--pwfile={}", dir.join("pw").display()))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The server lives as long as this test process: a watcher stops it (and removes
+        // its directory) once the process is gone. The watcher outlives the process, so it
+        // is not waited for.
+        let script = r#"parent=$1; bin=$2; data=$3; port=$4; dir=$5
+"$bin/postgres" -D "$data" -p "$port" -k "$dir" -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 >"$dir/log" 2>&1 &
+pg=$!
+while [ -d "/proc/$parent" ] && kill -0 "$pg" 2>/dev/null; do sleep 0.5; done
+kill -INT "$pg" 2>/dev/null; wait "$pg" 2>/dev/null; rm -rf "$dir""#;
+        #[allow(clippy::zombie_processes)]
+        as_owner("sh")
+            .args(["-c", script, "sh"])
+            .arg(std::process::id().to_string())
+            .arg(&bin)
+            .arg(&data)
+            .arg(port.to_string())
+            .arg(&dir)
+            .spawn()
+            .expect("the PostgreSQL server starts");
+        let started = std::time::Instant::now();
+        loop {
+            let ready = std::process::Command::new(bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "PostgreSQL did not start: {}",
+                std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Postgres {
+            host: "127.0.0.1".into(),
+            port,
+            user: "postgres".into(),
+            password: PG_PASSWORD.into(),
+        }
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{}:{}@{}:{}/{database}",
+            self.user, self.password, self.host, self.port
+        )
+    }
+
+    /// A fresh, empty database for one test; its URL.
+    pub async fn database(&self, name: &str) -> String {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        self.url(name)
+    }
+}
+
+/// A fresh directory for one test's files.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("greenlight-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Moto's ECS task replies give a container's `cpu` (and `memory`) as JSON numbers where
+/// ECS gives strings, which the SDK rejects. This proxy in front of moto turns them into
+/// strings and passes everything else through unchanged; the services it returns talk to
+/// moto through it.
+pub async fn moto_services_with_ecs_fix(moto: &Moto) -> Services {
+    use axum::extract::State;
+    use axum::http::{Method, Uri};
+
+    fn fix(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::Array(cs)) = m.get_mut("containers") {
+                    for c in cs.iter_mut() {
+                        for k in ["cpu", "memory", "memoryReservation"] {
+                            if let Some(n @ Value::Number(_)) = c.get_mut(k) {
+                                *n = Value::String(n.to_string());
+                            }
+                        }
+                    }
+                }
+                for x in m.values_mut() {
+                    fix(x);
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(fix),
+            _ => {}
+        }
+    }
+
+    async fn forward(
+        State(upstream): State<String>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> impl IntoResponse {
+        let ecs = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("AmazonEC2ContainerService"));
+        let mut req = reqwest::Client::new().request(
+            method,
+            format!(
+                "{upstream}{}",
+                uri.path_and_query().map(|x| x.as_str()).unwrap_or("/")
+            ),
+        );
+        for (k, v) in &headers {
+            if k != "host" && k != "content-length" {
+                req = req.header(k, v);
+            }
+        }
+        let resp = req.body(body).send().await.unwrap();
+        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_string();
+        let mut bytes = resp.bytes().await.unwrap().to_vec();
+        if ecs && let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) {
+            fix(&mut v);
+            bytes = serde_json::to_vec(&v).unwrap();
+        }
+        (status, [("content-type", ct)], bytes)
+    }
+
+    let addr = serve(
+        Router::new()
+            .fallback(forward)
+            .with_state(moto.endpoint.clone()),
+    )
+    .await;
+    Services::new(
+        Ok(BaseConfig::None),
+        Some(sdk_config_for(&format!("http://{addr}")).await),
+    )
+}
