@@ -192,16 +192,18 @@ fn elapsed(ms: u64) -> String {
     }
 }
 
-/// `1h 2m 3s`, `4m 5s`, `6s`, `0.25s`.
+/// `1h 2m 3s`, `4m 5s`, `6.2s`, `0.25s`.
 pub fn human(d: Duration) -> String {
     let secs = d.as_secs();
     if secs == 0 {
-        let ms = d.as_millis();
-        return if ms == 0 {
+        return if d.is_zero() {
             "0s".into()
         } else {
             format!("{:.2}s", d.as_secs_f64())
         };
+    }
+    if secs < 60 {
+        return format!("{:.1}s", d.as_secs_f64());
     }
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     let mut parts = Vec::new();
@@ -211,7 +213,7 @@ pub fn human(d: Duration) -> String {
     if m > 0 {
         parts.push(format!("{m}m"));
     }
-    if s > 0 || parts.is_empty() {
+    if s > 0 {
         parts.push(format!("{s}s"));
     }
     parts.join(" ")
@@ -537,6 +539,8 @@ mod tests {
         assert_eq!(human(Duration::from_secs(3723)), "1h 2m 3s");
         assert_eq!(human(Duration::from_secs(120)), "2m");
         assert_eq!(human(Duration::from_millis(250)), "0.25s");
+        assert_eq!(human(Duration::from_millis(6_240)), "6.2s");
+        assert_eq!(human(Duration::ZERO), "0s");
         let step = StepView {
             index: 1,
             of: 2,

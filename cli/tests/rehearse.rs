@@ -920,6 +920,75 @@ async fn function_names_can_be_mapped_to_local_names() {
     assert_eq!(fake.calls()[0].function, "after-install");
 }
 
+/// `--aws` goes through the AWS SDK's Lambda Invoke, here pointed at the fake functions:
+/// the function is named by its whole ARN, and a function error is a failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn through_the_lambda_invoke_api_of_the_aws_sdk() {
+    let fake = FakeLambda::start(|c| {
+        if c.stage() == "POST_TEST_TRAFFIC_SHIFT" {
+            Reply::FunctionError(json!({"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 300.00 seconds"}))
+        } else {
+            succeeded()
+        }
+    })
+    .await;
+    let file = service_file(&service(
+        blue_green(),
+        &[(
+            "greenlight-before-allow-traffic",
+            &["TEST_TRAFFIC_SHIFT", "POST_TEST_TRAFFIC_SHIFT"],
+            None,
+        )],
+    ));
+    let env = [
+        ("AWS_ENDPOINT_URL", fake.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_CONFIG_FILE", "/nonexistent/config".into()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/credentials".into(),
+        ),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let run = run_env(
+        file,
+        vec![
+            "--aws".into(),
+            "--time-scale".into(),
+            "0".into(),
+            "--json".into(),
+        ],
+        env,
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let calls = fake.calls();
+    assert_eq!(
+        calls[0].function,
+        "arn:aws:lambda:us-west-2:111122223333:function:greenlight-before-allow-traffic"
+    );
+    assert_eq!(
+        calls.iter().map(Call::stage).collect::<Vec<_>>(),
+        [
+            "TEST_TRAFFIC_SHIFT",
+            "POST_TEST_TRAFFIC_SHIFT",
+            "TEST_TRAFFIC_SHIFT"
+        ]
+    );
+    assert!(calls[2].rolling_back());
+    let inv = run.of_type("invocation");
+    assert_eq!(inv[1]["status"], "FUNCTION_ERROR");
+    assert_eq!(
+        inv[1]["reason"],
+        "function error (Unhandled): Sandbox.Timedout: Task timed out after 300.00 seconds"
+    );
+    assert_eq!(inv[1]["function"], "greenlight-before-allow-traffic");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sample_service_file() {
     let fake = FakeLambda::start(|_| succeeded()).await;

@@ -285,11 +285,17 @@ pub async fn rehearse(fake: &FakeLambda, service: &Value, args: &[&str]) -> Run 
 }
 
 pub async fn run_raw(file: PathBuf, args: Vec<String>) -> Run {
+    run_env(file, args, vec![]).await
+}
+
+/// Runs the binary with extra environment variables.
+pub async fn run_env(file: PathBuf, args: Vec<String>, env: Vec<(String, String)>) -> Run {
     let out: Output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_greenlight"))
             .arg("rehearse")
             .arg(&file)
             .args(&args)
+            .envs(env)
             .output()
             .expect("the binary runs")
     })
