@@ -11,7 +11,7 @@ export PATH := $(VENV)/bin:$(PATH)
 CARGO_LAMBDA_VERSION := 1.9.2
 MOTO_VERSION := 5.2.1
 
-.PHONY: test tools postgres-binaries fmt lint unit schema watch bench clean-tools
+.PHONY: test demo tools postgres-binaries fmt lint unit schema watch bench clean-tools
 
 ## Install the tools the tests need into .tools/ (idempotent), and Debian's PostgreSQL
 ## server binaries when none are installed (the migration tests start a throwaway server).
@@ -29,12 +29,15 @@ $(VENV)/.installed: Makefile
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'moto[server]==$(MOTO_VERSION)'
 	touch $@
 
-## The whole suite: formatting, lints, unit, integration and end-to-end tests, then the
-## CDK app's type check, Jest tests (cdk-nag included) and offline synth.
+## The whole suite: formatting, lints, unit, integration and end-to-end tests, the demo in
+## its short mode, then the CDK app's type check, Jest tests (cdk-nag included) and offline
+## synth.
 test: tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
+	cargo build --workspace --bins
+	$(VENV)/bin/python demo/demo.py --short --check
 	bash cdk/run-tests.sh
 
 fmt:
@@ -42,6 +45,12 @@ fmt:
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## The demo: two ECS canary deployments rehearsed locally (moto, PostgreSQL, a demo app, a
+## webhook receiver, cargo lambda watch, greenlight rehearse); everything stops at the end.
+demo: tools
+	cargo build --workspace --bins
+	$(VENV)/bin/python demo/demo.py $(DEMO_FLAGS)
 
 ## Benchmarks (figures in the README's performance section).
 bench:
