@@ -11,6 +11,8 @@
  *   migrationTaskDefinitionFamilies comma-separated task definition families migrations may run
  *   migrationTaskRoleArns           comma-separated roles those tasks use (passed to ECS tasks)
  *   migrationClusters               comma-separated clusters migrations may run in
+ *   migrationLogGroups              comma-separated log groups of the migration containers
+ *   migrationSourceBuckets          comma-separated S3 buckets holding SQL migrations
  *   examples                        true: add the example stacks
  *   bundling                        false: do not build the functions (offline synthesis and
  *                                   tests; the templates then point at no code)
@@ -67,8 +69,14 @@ new GreenlightHooksStack(app, `${prefix}-hooks`, {
   codeDeployApplications: list('codeDeployApplications'),
   migrations:
     families && taskRoleArns
-      ? { taskDefinitionFamilies: families, taskRoleArns, clusters: list('migrationClusters') }
+      ? {
+          taskDefinitionFamilies: families,
+          taskRoleArns,
+          clusters: list('migrationClusters'),
+          logGroupNames: list('migrationLogGroups'),
+        }
       : undefined,
+  migrationSourceBuckets: list('migrationSourceBuckets'),
 });
 
 if (context('examples') === 'true') {

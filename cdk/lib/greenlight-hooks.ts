@@ -49,6 +49,11 @@ export interface GreenlightMigrationsOptions {
   readonly taskRoleArns: string[];
   /** Cluster names the tasks may run in. @default - any cluster in the account and region */
   readonly clusters?: string[];
+  /**
+   * Log groups of the migration containers (their `awslogs-group`), whose last lines a
+   * failed task's record carries (`logs:GetLogEvents`). @default - any log group in the account and region
+   */
+  readonly logGroupNames?: string[];
 }
 
 export interface GreenlightHooksProps {
@@ -67,8 +72,13 @@ export interface GreenlightHooksProps {
   readonly codeDeployApplications?: string[];
   /** SNS topics the functions may publish to, besides those named `<prefix>-*`. */
   readonly notificationTopics?: sns.ITopic[];
-  /** Lets the migrations check run tasks. @default - no task may be run */
+  /** Lets the migrationTask check run tasks. @default - no task may be run */
   readonly migrations?: GreenlightMigrationsOptions;
+  /**
+   * S3 buckets holding SQL migrations for the postgresMigrations check (`source:
+   * "s3://bucket/prefix/"`): listed and read. @default - none
+   */
+  readonly migrationSourceBuckets?: string[];
   /**
    * ECR repositories whose scan findings the image admission check may read.
    * @default - the repositories in the account and region
@@ -408,11 +418,46 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
       );
       allow(
         new iam.PolicyStatement({
+          sid: 'ReadMigrationTasks',
+          actions: ['ecs:DescribeTaskSets'],
+          resources: [arn('ecs', 'task-set')],
+        }),
+        "Read-only: the green task set's task definition of a CodeDeploy deployment; its services are not known when the hooks are deployed.",
+      );
+      allow(
+        new iam.PolicyStatement({
+          sid: 'ReadMigrationTaskLogs',
+          actions: ['logs:GetLogEvents'],
+          resources: (m.logGroupNames ?? ['*']).map((g) =>
+            stack.formatArn({
+              service: 'logs',
+              resource: 'log-group',
+              resourceName: `${g}:log-stream:*`,
+              arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+            }),
+          ),
+        }),
+        'Read-only: the log streams of the migration tasks, named by ECS after each task id.',
+      );
+      allow(
+        new iam.PolicyStatement({
           sid: 'PassMigrationTaskRoles',
           actions: ['iam:PassRole'],
           resources: m.taskRoleArns,
           conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
         }),
+      );
+    }
+
+    const buckets = props.migrationSourceBuckets ?? [];
+    if (buckets.length > 0) {
+      allow(
+        new iam.PolicyStatement({
+          sid: 'ReadMigrationFiles',
+          actions: ['s3:ListBucket', 's3:GetObject'],
+          resources: buckets.flatMap((b) => [`arn:${stack.partition}:s3:::${b}`, `arn:${stack.partition}:s3:::${b}/*`]),
+        }),
+        'Read-only: the SQL migration files in the buckets given in migrationSourceBuckets.',
       );
     }
 

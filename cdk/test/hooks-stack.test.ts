@@ -243,6 +243,7 @@ describe('options', () => {
         taskDefinitionFamilies: ['shop-migrate'],
         taskRoleArns: ['arn:aws:iam::123456789012:role/shop-migrate-task', 'arn:aws:iam::123456789012:role/shop-exec'],
         clusters: ['shop'],
+        logGroupNames: ['/ecs/shop-migrate'],
       },
     });
     const policy = logicalIdOf(template, 'AWS::IAM::ManagedPolicy', 'HooksChecksPolicy');
@@ -259,12 +260,36 @@ describe('options', () => {
       Resource: [ARN('ecs', 'task/shop/*')],
     });
     expect(statements).toContainEqual({
+      Sid: 'ReadMigrationTasks',
+      Effect: 'Allow',
+      Action: ['ecs:DescribeTaskSets'],
+      Resource: [ARN('ecs', 'task-set/*')],
+    });
+    expect(statements).toContainEqual({
+      Sid: 'ReadMigrationTaskLogs',
+      Effect: 'Allow',
+      Action: ['logs:GetLogEvents'],
+      Resource: [ARN('logs', 'log-group:/ecs/shop-migrate:log-stream:*')],
+    });
+    expect(statements).toContainEqual({
       Sid: 'PassMigrationTaskRoles',
       Effect: 'Allow',
       Action: ['iam:PassRole'],
       Resource: ['arn:aws:iam::123456789012:role/shop-exec', 'arn:aws:iam::123456789012:role/shop-migrate-task'],
       Condition: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
     });
+  });
+
+  test('migration files in S3: the buckets given, listed and read', () => {
+    const { template } = synth({ migrationSourceBuckets: ['shop-releases'] });
+    const policy = logicalIdOf(template, 'AWS::IAM::ManagedPolicy', 'HooksChecksPolicy');
+    const files = statementsOf(template, policy).find((st) => st.Sid === 'ReadMigrationFiles');
+    expect(files?.Action).toEqual(['s3:GetObject', 's3:ListBucket']);
+    expect((files?.Resource as unknown[]).map(flat)).toEqual([
+      'arn:<AWS::Partition>:s3:::shop-releases',
+      'arn:<AWS::Partition>:s3:::shop-releases/*',
+    ]);
+    expect((files?.Action as string[]).every(isReadOnly)).toBe(true);
   });
 
   test('without migrations, no task may be run or stopped and no role passed', () => {
