@@ -13,6 +13,7 @@
  *   migrationClusters               comma-separated clusters migrations may run in
  *   migrationLogGroups              comma-separated log groups of the migration containers
  *   migrationSourceBuckets          comma-separated S3 buckets holding SQL migrations
+ *   databaseSecretArns              comma-separated secrets holding database connections
  *   examples                        true: add the example stacks
  *   bundling                        false: do not build the functions (offline synthesis and
  *                                   tests; the templates then point at no code)
@@ -77,6 +78,7 @@ new GreenlightHooksStack(app, `${prefix}-hooks`, {
         }
       : undefined,
   migrationSourceBuckets: list('migrationSourceBuckets'),
+  databaseSecretArns: list('databaseSecretArns'),
 });
 
 if (context('examples') === 'true') {

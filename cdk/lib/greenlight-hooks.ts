@@ -80,6 +80,11 @@ export interface GreenlightHooksProps {
    */
   readonly migrationSourceBuckets?: string[];
   /**
+   * Secrets Manager secrets the postgresMigrations check reads its database connection from
+   * (e.g. an RDS-managed `rds!db-…` secret), besides those named `<prefix>/…`. @default - none
+   */
+  readonly databaseSecretArns?: string[];
+  /**
    * ECR repositories whose scan findings the image admission check may read.
    * @default - the repositories in the account and region
    */
@@ -445,6 +450,17 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
           actions: ['iam:PassRole'],
           resources: m.taskRoleArns,
           conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+        }),
+      );
+    }
+
+    const secrets = props.databaseSecretArns ?? [];
+    if (secrets.length > 0) {
+      allow(
+        new iam.PolicyStatement({
+          sid: 'ReadDatabaseSecrets',
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: secrets,
         }),
       );
     }

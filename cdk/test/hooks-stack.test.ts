@@ -292,6 +292,20 @@ describe('options', () => {
     expect((files?.Action as string[]).every(isReadOnly)).toBe(true);
   });
 
+  test('database secrets given are readable, and only those', () => {
+    const secret = 'arn:aws:secretsmanager:us-west-2:123456789012:secret:rds!db-0a1b2c3d-AbCdEf';
+    const { template } = synth({ databaseSecretArns: [secret] });
+    const policy = logicalIdOf(template, 'AWS::IAM::ManagedPolicy', 'HooksChecksPolicy');
+    expect(statementsOf(template, policy)).toContainEqual({
+      Sid: 'ReadDatabaseSecrets',
+      Effect: 'Allow',
+      Action: ['secretsmanager:GetSecretValue'],
+      Resource: [secret],
+    });
+    const none = statementsOf(synth().template, policy).find((st) => st.Sid === 'ReadDatabaseSecrets');
+    expect(none).toBeUndefined();
+  });
+
   test('without migrations, no task may be run or stopped and no role passed', () => {
     const { template } = synth();
     const actions = allStatements(template).flatMap((s) => s.Action);

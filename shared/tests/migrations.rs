@@ -445,6 +445,24 @@ print(json.dumps({{"good": good, "bad": bad}}))
 }
 
 #[tokio::test]
+async fn the_tls_mode_is_applied() {
+    // The test server has no certificate: `require` cannot connect, `prefer` falls back.
+    let url = Postgres::get().database("tls").await;
+    let dir = scratch_dir("tls");
+    write(&dir, &[("1_create_users.sql", CREATE_USERS)]);
+    let services = services_with(None);
+    let mut c = check(&dir, &url);
+    c["tls"] = json!("require");
+    let a = run(&services, &post_scale_up(c.clone())).await;
+    assert_eq!(status(&a), "FAILED", "{a:#}");
+    assert!(reason(&a).contains("TLS"), "{}", reason(&a));
+    assert!(ledger(&url).await.is_empty());
+    c["tls"] = json!("prefer");
+    let b = run(&services, &post_scale_up(c)).await;
+    assert_eq!(status(&b), "SUCCEEDED", "{b:#}");
+}
+
+#[tokio::test]
 async fn misconfiguration_fails_closed_naming_the_field() {
     let dir = scratch_dir("misconfig");
     let services = services_with(None);
