@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::IntoResponse;
 use greenlight::Role;
 use greenlight::Services;
@@ -44,28 +44,8 @@ async fn forward(
             .or_default() += 1;
     }
     p.bodies.lock().unwrap().push(text);
-    let mut req = reqwest::Client::new().request(
-        method,
-        format!(
-            "{}{}",
-            p.upstream,
-            uri.path_and_query().map(|x| x.as_str()).unwrap_or("/")
-        ),
-    );
-    for (k, v) in &headers {
-        if k != "host" && k != "content-length" {
-            req = req.header(k, v);
-        }
-    }
-    let resp = req.body(body).send().await.unwrap();
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("text/xml")
-        .to_string();
-    (status, [("content-type", ct)], resp.bytes().await.unwrap())
+    let (status, ct, bytes) = forward_to(&p.upstream, method, &uri, &headers, body).await;
+    (status, [("content-type", ct)], bytes)
 }
 
 struct Env {

@@ -37,10 +37,6 @@ async fn run(services: &Services, ev: &Value, secs: u64) -> Value {
     .unwrap()
 }
 
-fn status(a: &Value) -> &str {
-    a["hookStatus"].as_str().unwrap_or_default()
-}
-
 fn reason(a: &Value) -> String {
     a["hookDetails"]["greenlightDecision"]["reason"]
         .as_str()

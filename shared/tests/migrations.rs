@@ -47,10 +47,6 @@ async fn run(services: &Services, ev: &Value) -> Value {
     .unwrap()
 }
 
-fn status(a: &Value) -> &str {
-    a["hookStatus"].as_str().unwrap_or_default()
-}
-
 fn reason(a: &Value) -> String {
     a["hookDetails"]["greenlightDecision"]["reason"]
         .as_str()

@@ -576,27 +576,7 @@ pub async fn moto_services_with_ecs_fix(moto: &Moto) -> Services {
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("AmazonEC2ContainerService"));
-        let mut req = reqwest::Client::new().request(
-            method,
-            format!(
-                "{upstream}{}",
-                uri.path_and_query().map(|x| x.as_str()).unwrap_or("/")
-            ),
-        );
-        for (k, v) in &headers {
-            if k != "host" && k != "content-length" {
-                req = req.header(k, v);
-            }
-        }
-        let resp = req.body(body).send().await.unwrap();
-        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
-        let ct = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_string();
-        let mut bytes = resp.bytes().await.unwrap().to_vec();
+        let (status, ct, mut bytes) = forward_to(&upstream, method, &uri, &headers, body).await;
         if ecs && let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) {
             fix(&mut v);
             bytes = serde_json::to_vec(&v).unwrap();
@@ -614,4 +594,41 @@ pub async fn moto_services_with_ecs_fix(moto: &Moto) -> Services {
         Ok(BaseConfig::None),
         Some(sdk_config_for(&format!("http://{addr}")).await),
     )
+}
+
+/// Sends a request received by a test proxy on to `upstream`; the answer's status, content
+/// type and body.
+pub async fn forward_to(
+    upstream: &str,
+    method: axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String, Vec<u8>) {
+    let mut req = reqwest::Client::new().request(
+        method,
+        format!(
+            "{upstream}{}",
+            uri.path_and_query().map(|x| x.as_str()).unwrap_or("/")
+        ),
+    );
+    for (k, v) in headers {
+        if k != "host" && k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    let resp = req.body(body).send().await.unwrap();
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/xml")
+        .to_string();
+    (status, ct, resp.bytes().await.unwrap().to_vec())
+}
+
+/// An ECS answer's `hookStatus`.
+pub fn status(answer: &Value) -> &str {
+    answer["hookStatus"].as_str().unwrap_or_default()
 }
