@@ -57,6 +57,7 @@ bench:
 	cargo bench -p greenlight --bench health_gate
 	cargo bench -p greenlight --bench judge -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p greenlight --bench evaluation -- --warm-up-time 1 --measurement-time 5
+	bash bench/run.sh
 
 ## Regenerate docs/greenlight.schema.json from the Rust types.
 schema:
