@@ -55,8 +55,8 @@ pub struct Services {
     base_loaded: OnceCell<Option<Source>>,
     sdk: OnceCell<SdkConfig>,
     preset_sdk: Option<SdkConfig>,
-    http: reqwest::Client,
-    http_insecure: std::sync::OnceLock<reqwest::Client>,
+    http: std::sync::OnceLock<Result<reqwest::Client, String>>,
+    http_insecure: std::sync::OnceLock<Result<reqwest::Client, String>>,
     codedeploy: OnceCell<aws_sdk_codedeploy::Client>,
     ssm: OnceCell<aws_sdk_ssm::Client>,
     ecs: OnceCell<aws_sdk_ecs::Client>,
@@ -113,13 +113,24 @@ pub fn aws_timeouts() -> TimeoutConfig {
         .build()
 }
 
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// Builds an HTTP client. It fails only when TLS cannot be set up (no CA certificates on
+/// the system): the checks and notifications that need it then fail with this message,
+/// and the hook still answers.
+pub(crate) fn build_http(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
+    builder
         .user_agent(concat!("greenlight/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::limited(5))
         .build()
-        .expect("the HTTP client's settings are static and valid")
+        .map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            format!(
+                "the HTTP client could not be set up: {text} (are the system's CA certificates installed? SSL_CERT_FILE and SSL_CERT_DIR name them)"
+            )
+        })
 }
 
 impl Services {
@@ -136,7 +147,7 @@ impl Services {
             base_loaded: OnceCell::new(),
             sdk: OnceCell::new(),
             preset_sdk: sdk,
-            http: http_client(),
+            http: std::sync::OnceLock::new(),
             http_insecure: std::sync::OnceLock::new(),
             codedeploy: OnceCell::new(),
             ssm: OnceCell::new(),
@@ -154,21 +165,34 @@ impl Services {
         }
     }
 
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// The client of the `http` check, built on first use (loading the CA certificates is
+    /// most of a cold start's work otherwise).
+    pub fn http(&self) -> Result<&reqwest::Client, String> {
+        self.http
+            .get_or_init(|| {
+                build_http(
+                    reqwest::Client::builder()
+                        .connect_timeout(Duration::from_secs(5))
+                        .redirect(reqwest::redirect::Policy::limited(5)),
+                )
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// A client that accepts any TLS certificate, for checks that ask for it.
-    pub fn http_insecure(&self) -> &reqwest::Client {
-        self.http_insecure.get_or_init(|| {
-            reqwest::Client::builder()
-                .user_agent(concat!("greenlight/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(5))
-                .redirect(reqwest::redirect::Policy::limited(5))
-                .danger_accept_invalid_certs(true)
-                .build()
-                .expect("the HTTP client's settings are static and valid")
-        })
+    pub fn http_insecure(&self) -> Result<&reqwest::Client, String> {
+        self.http_insecure
+            .get_or_init(|| {
+                build_http(
+                    reqwest::Client::builder()
+                        .connect_timeout(Duration::from_secs(5))
+                        .redirect(reqwest::redirect::Policy::limited(5))
+                        .danger_accept_invalid_certs(true),
+                )
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub async fn ecs(&self) -> &aws_sdk_ecs::Client {

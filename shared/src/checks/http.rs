@@ -362,9 +362,9 @@ async fn probe(
 ) -> Result<Answer, String> {
     let method = reqwest::Method::from_bytes(c.method.as_bytes()).map_err(|e| e.to_string())?;
     let client = if c.insecure_skip_verify {
-        ctx.services.http_insecure()
+        ctx.services.http_insecure()?
     } else {
-        ctx.services.http()
+        ctx.services.http()?
     };
     let mut req = client.request(method, url).timeout(c.timeout.get());
     for (k, v) in headers {

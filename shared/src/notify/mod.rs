@@ -130,7 +130,7 @@ const REMEMBERED: usize = 1024;
 /// read so far, what was sent, SNS clients for other regions.
 #[derive(Default)]
 pub struct ProcessState {
-    http: OnceLock<reqwest::Client>,
+    http: OnceLock<Result<reqwest::Client, String>>,
     pub(crate) secrets: secrets::Cache,
     sent: Mutex<(HashSet<String>, VecDeque<String>)>,
     pub(crate) sns_regions: Mutex<HashMap<String, aws_sdk_sns::Client>>,
@@ -139,15 +139,17 @@ pub struct ProcessState {
 impl ProcessState {
     /// Receivers get their own client: redirects are not followed (a POST must not turn
     /// into a GET elsewhere).
-    fn http(&self) -> &reqwest::Client {
-        self.http.get_or_init(|| {
-            reqwest::Client::builder()
-                .user_agent(concat!("greenlight/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(3))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("the HTTP client's settings are static and valid")
-        })
+    fn http(&self) -> Result<&reqwest::Client, String> {
+        self.http
+            .get_or_init(|| {
+                crate::services::build_http(
+                    reqwest::Client::builder()
+                        .connect_timeout(Duration::from_secs(3))
+                        .redirect(reqwest::redirect::Policy::none()),
+                )
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     fn was_sent(&self, key: &str) -> bool {
@@ -597,7 +599,10 @@ async fn deliver(services: &Services, channel: &Channel, n: &Notice, limit: Inst
     let common = &channel.common;
     let timeout = common.timeout.get();
     let mut redact = Redactor::default();
-    let client = services.notify_state().http();
+    let client = match services.notify_state().http() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let (target, body) = match &channel.kind {
