@@ -248,7 +248,7 @@ async fn target(c: &PostgresMigrationsCheck, ctx: &CheckContext<'_>) -> Result<T
             && let Some((_, password)) = userinfo.split_once(':')
             && !password.is_empty()
         {
-            secrets.push(secrets_value(password));
+            secrets.push(Secret::from_value(password));
         }
         secrets.push(url);
     }
@@ -296,10 +296,6 @@ async fn target(c: &PostgresMigrationsCheck, ctx: &CheckContext<'_>) -> Result<T
         label,
         secrets,
     })
-}
-
-fn secrets_value(s: &str) -> Secret {
-    Secret::from_value(s)
 }
 
 /// Connects, reading the secret again once when the database refuses the credentials
