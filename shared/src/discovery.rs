@@ -7,7 +7,8 @@
 use serde::Serialize;
 
 use crate::budget::Budget;
-use crate::services::{Services, aws_error};
+use crate::services::Services;
+use crate::verdict::Failure;
 
 /// A task set of a CodeDeploy ECS deployment.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -86,18 +87,7 @@ impl CodeDeployFacts {
 
 macro_rules! call {
     ($budget:expr, $what:literal, $perm:literal, $fut:expr) => {
-        match $budget.run($fut).await {
-            None => {
-                return Err(concat!(
-                    "CodeDeploy ",
-                    $what,
-                    " did not answer within the invocation's budget"
-                )
-                .to_string())
-            }
-            Some(Err(e)) => return Err(aws_error(concat!("CodeDeploy ", $what), $perm, &e)),
-            Some(Ok(out)) => out,
-        }
+        crate::aws::call($budget, concat!("CodeDeploy ", $what), $perm, $fut).await?
     };
 }
 
@@ -106,7 +96,7 @@ pub async fn discover(
     services: &Services,
     deployment_id: &str,
     budget: &Budget,
-) -> Result<CodeDeployFacts, String> {
+) -> Result<CodeDeployFacts, Failure> {
     let cd = services.codedeploy().await;
     let out = call!(
         budget,

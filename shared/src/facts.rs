@@ -1,13 +1,17 @@
 //! What ECS and ELBv2 say about the deployment, looked up at most once per invocation and
 //! shared by every check that needs it: the target (green) and source (blue) service
 //! revisions (target groups, task definition, container images) and the load balancer.
+//! A successful look-up is kept for the rest of the invocation; a failed one is not, so
+//! that a check observing again (after throttling, say) asks AWS again.
 
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
+use crate::aws;
 use crate::budget::Budget;
 use crate::deployment::Deployment;
-use crate::services::{Services, aws_error};
+use crate::services::Services;
+use crate::verdict::Failure;
 
 /// A service revision.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -25,10 +29,10 @@ pub struct Revision {
 /// Facts looked up during one invocation.
 #[derive(Default)]
 pub struct Facts {
-    revision: OnceCell<Result<Revision, String>>,
-    source: OnceCell<Result<Revision, String>>,
-    load_balancer: OnceCell<Result<String, String>>,
-    stage_started: OnceCell<Result<Option<u64>, String>>,
+    revision: OnceCell<Revision>,
+    source: OnceCell<Revision>,
+    load_balancer: OnceCell<String>,
+    stage_started: OnceCell<Option<u64>>,
 }
 
 impl Facts {
@@ -39,13 +43,13 @@ impl Facts {
     /// Preset facts (for tests and tools).
     pub fn with_revision(revision: Revision) -> Facts {
         let f = Facts::default();
-        let _ = f.revision.set(Ok(revision));
+        let _ = f.revision.set(revision);
         f
     }
 
     /// The target revision, if a check already looked it up in this invocation.
     pub fn known_revision(&self) -> Option<Revision> {
-        self.revision.get().and_then(|r| r.as_ref().ok().cloned())
+        self.revision.get().cloned()
     }
 
     /// `DescribeServiceRevisions` for the target revision, once.
@@ -54,14 +58,14 @@ impl Facts {
         services: &Services,
         deployment: &Deployment,
         budget: &Budget,
-    ) -> Result<Revision, String> {
+    ) -> Result<Revision, Failure> {
         let arn = deployment.target_revision_arn.clone().ok_or_else(|| {
-            "the deployment names no target service revision (CodeDeploy events do not); set the check's resources explicitly".to_string()
+            "the deployment names no target service revision: a CodeDeploy event names none, so this check needs an ECS lifecycle hook, or its settings must name what to look at (for targetHealth, targetGroups)".to_string()
         });
         self.revision
-            .get_or_init(|| describe(services, arn, budget))
+            .get_or_try_init(|| describe(services, arn, budget))
             .await
-            .clone()
+            .cloned()
     }
 
     /// `DescribeServiceRevisions` for the source (blue) revision, once.
@@ -70,14 +74,14 @@ impl Facts {
         services: &Services,
         deployment: &Deployment,
         budget: &Budget,
-    ) -> Result<Revision, String> {
+    ) -> Result<Revision, Failure> {
         let arn = deployment.source_revision_arn.clone().ok_or_else(|| {
             "the event names no previous (blue) revision: the traffic weights are empty at this stage, or this is the first deployment".to_string()
         });
         self.source
-            .get_or_init(|| describe(services, arn, budget))
+            .get_or_try_init(|| describe(services, arn, budget))
             .await
-            .clone()
+            .cloned()
     }
 
     /// The target groups of the new (`green`) or previous revision, as ARNs: from the ECS
@@ -88,7 +92,7 @@ impl Facts {
         deployment: &Deployment,
         budget: &Budget,
         green: bool,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, Failure> {
         if let Some(ecs) = deployment.codedeploy.as_ref().and_then(|c| c.ecs.as_ref()) {
             let set = if green { &ecs.green } else { &ecs.blue };
             let name = set
@@ -106,20 +110,13 @@ impl Facts {
                 .describe_target_groups()
                 .names(&name)
                 .send();
-            let out = budget
-                .run(call)
-                .await
-                .ok_or_else(|| {
-                    "ELBv2 DescribeTargetGroups did not answer within the invocation's budget"
-                        .to_string()
-                })?
-                .map_err(|e| {
-                    aws_error(
-                        "ELBv2 DescribeTargetGroups",
-                        "elasticloadbalancing:DescribeTargetGroups",
-                        &e,
-                    )
-                })?;
+            let out = aws::call(
+                budget,
+                "ELBv2 DescribeTargetGroups",
+                "elasticloadbalancing:DescribeTargetGroups",
+                call,
+            )
+            .await?;
             return Ok(out
                 .target_groups()
                 .iter()
@@ -142,25 +139,45 @@ impl Facts {
         services: &Services,
         deployment: &Deployment,
         budget: &Budget,
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<u64>, Failure> {
         self.stage_started
-            .get_or_init(|| async {
-                let (Some(arn), Some(own)) = (deployment.service_deployment_arn.clone(), services.own_function()) else {
+            .get_or_try_init(|| async {
+                let (Some(arn), Some(own)) = (
+                    deployment.service_deployment_arn.clone(),
+                    services.own_function(),
+                ) else {
                     return Ok(None);
                 };
-                let mine = |target: &str| target.ends_with(&format!(":function:{own}")) || target.contains(&format!(":function:{own}:"));
-                let call = services.ecs().await.describe_service_deployments().service_deployment_arns(&arn).send();
-                let out = budget
-                    .run(call)
+                let mine = |target: &str| {
+                    target.ends_with(&format!(":function:{own}"))
+                        || target.contains(&format!(":function:{own}:"))
+                };
+                let call = services
+                    .ecs()
                     .await
-                    .ok_or_else(|| "ECS DescribeServiceDeployments did not answer within the invocation's budget".to_string())?
-                    .map_err(|e| aws_error("ECS DescribeServiceDeployments", "ecs:DescribeServiceDeployments", &e))?;
-                let Some(sd) = out.service_deployments().first() else { return Ok(None) };
-                let hook = sd
-                    .lifecycle_hook_details()
-                    .iter()
-                    .find(|h| h.target_arn().is_some_and(mine) && h.status().map(|s| s.as_str()) == Some("IN_PROGRESS"));
-                let Some(expires) = hook.and_then(|h| h.expires_at()).and_then(|t| t.to_millis().ok()) else { return Ok(None) };
+                    .describe_service_deployments()
+                    .service_deployment_arns(&arn)
+                    .send();
+                let out = aws::call(
+                    budget,
+                    "ECS DescribeServiceDeployments",
+                    "ecs:DescribeServiceDeployments",
+                    call,
+                )
+                .await?;
+                let Some(sd) = out.service_deployments().first() else {
+                    return Ok(None);
+                };
+                let hook = sd.lifecycle_hook_details().iter().find(|h| {
+                    h.target_arn().is_some_and(mine)
+                        && h.status().map(|s| s.as_str()) == Some("IN_PROGRESS")
+                });
+                let Some(expires) = hook
+                    .and_then(|h| h.expires_at())
+                    .and_then(|t| t.to_millis().ok())
+                else {
+                    return Ok(None);
+                };
                 let minutes = sd
                     .deployment_configuration()
                     .map(|c| c.lifecycle_hooks())
@@ -170,10 +187,14 @@ impl Facts {
                     .and_then(|h| h.timeout_configuration())
                     .and_then(|t| t.timeout_in_minutes())
                     .unwrap_or(1440);
-                Ok(Some((expires - i64::from(minutes) * 60_000).max(0) as u64))
+                Ok(Some(
+                    expires
+                        .saturating_sub(i64::from(minutes).saturating_mul(60_000))
+                        .max(0) as u64,
+                ))
             })
             .await
-            .clone()
+            .cloned()
     }
 
     /// The `LoadBalancer` dimension (`app/NAME/ID`) of a target group's load balancer.
@@ -182,29 +203,22 @@ impl Facts {
         services: &Services,
         target_group: &str,
         budget: &Budget,
-    ) -> Result<String, String> {
+    ) -> Result<String, Failure> {
         self.load_balancer
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 let call = services
                     .elbv2()
                     .await
                     .describe_target_groups()
                     .target_group_arns(target_group)
                     .send();
-                let out = budget
-                    .run(call)
-                    .await
-                    .ok_or_else(|| {
-                        "ELBv2 DescribeTargetGroups did not answer within the invocation's budget"
-                            .to_string()
-                    })?
-                    .map_err(|e| {
-                        aws_error(
-                            "ELBv2 DescribeTargetGroups",
-                            "elasticloadbalancing:DescribeTargetGroups",
-                            &e,
-                        )
-                    })?;
+                let out = aws::call(
+                    budget,
+                    "ELBv2 DescribeTargetGroups",
+                    "elasticloadbalancing:DescribeTargetGroups",
+                    call,
+                )
+                .await?;
                 let lb = out
                     .target_groups()
                     .first()
@@ -212,13 +226,14 @@ impl Facts {
                     .ok_or_else(|| {
                         format!("target group {target_group} is not attached to a load balancer")
                     })?;
-                Ok(lb
-                    .split_once(":loadbalancer/")
-                    .map(|(_, r)| r.to_string())
-                    .unwrap_or_else(|| lb.clone()))
+                Ok::<_, Failure>(
+                    lb.split_once(":loadbalancer/")
+                        .map(|(_, r)| r.to_string())
+                        .unwrap_or_else(|| lb.clone()),
+                )
             })
             .await
-            .clone()
+            .cloned()
     }
 }
 
@@ -226,7 +241,7 @@ async fn describe(
     services: &Services,
     arn: Result<String, String>,
     budget: &Budget,
-) -> Result<Revision, String> {
+) -> Result<Revision, Failure> {
     let arn = arn?;
     let call = services
         .ecs()
@@ -234,19 +249,13 @@ async fn describe(
         .describe_service_revisions()
         .service_revision_arns(&arn)
         .send();
-    let out = budget
-        .run(call)
-        .await
-        .ok_or_else(|| {
-            "ECS DescribeServiceRevisions did not answer within the invocation's budget".to_string()
-        })?
-        .map_err(|e| {
-            aws_error(
-                "ECS DescribeServiceRevisions",
-                "ecs:DescribeServiceRevisions",
-                &e,
-            )
-        })?;
+    let out = aws::call(
+        budget,
+        "ECS DescribeServiceRevisions",
+        "ecs:DescribeServiceRevisions",
+        call,
+    )
+    .await?;
     let rev = out
         .service_revisions()
         .iter()
@@ -257,7 +266,7 @@ async fn describe(
             .first()
             .and_then(|f| f.reason())
             .unwrap_or("not found");
-        return Err(format!("ECS does not know service revision {arn}: {why}"));
+        return Err(format!("ECS does not know service revision {arn}: {why}").into());
     };
     Ok(Revision {
         arn: arn.clone(),

@@ -463,14 +463,28 @@ async fn decide_codedeploy(
     deployment: Deployment,
     budget: Budget,
 ) -> Decision {
-    let facts = match discovery::discover(services, &ev.deployment_id, &budget).await {
-        Ok(f) => f,
-        Err(e) => {
-            return Decision::failed(
-                role,
-                format!("the deployment could not be discovered: {e}"),
-                Some(deployment),
-            );
+    // Throttling or an AWS server error says nothing about the deployment: look again,
+    // with a jittered backoff, while the budget allows.
+    let mut tries = 0u32;
+    let facts = loop {
+        match discovery::discover(services, &ev.deployment_id, &budget).await {
+            Ok(f) => break f,
+            Err(e) => {
+                tries = tries.saturating_add(1);
+                let wait = runner::unobserved_backoff(tries);
+                if e.transient && budget.remaining() > wait * 2 {
+                    tracing::warn!(
+                        "the deployment could not be discovered yet, looking again: {e}"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                return Decision::failed(
+                    role,
+                    format!("the deployment could not be discovered: {e}"),
+                    Some(deployment),
+                );
+            }
         }
     };
     if ev.continuation.is_none()

@@ -14,6 +14,7 @@
 //! * [`notify`]: notifications to Slack, Microsoft Teams, a webhook or SNS;
 //! * [`handler`]: the hook runtime that always answers.
 
+pub mod aws;
 pub mod budget;
 pub mod checks;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod duration;
 pub mod facts;
 pub mod handler;
 pub mod judge;
+pub mod logging;
 pub mod notify;
 pub mod protocol;
 pub mod record;
@@ -31,6 +33,7 @@ pub mod role;
 pub mod runner;
 pub mod services;
 pub mod template;
+pub mod text;
 pub mod verdict;
 
 use std::sync::Arc;
@@ -46,7 +49,7 @@ pub use services::Services;
 /// `AWS_LAMBDA_LOG_FORMAT=JSON`), builds the process-wide services once, and serves
 /// invocations.
 pub async fn run(role: Role) -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    logging::init();
     let services = Arc::new(Services::from_env());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let services = Arc::clone(&services);

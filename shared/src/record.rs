@@ -13,7 +13,8 @@ pub struct CheckRecord {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
-    /// `pass`, `fail`, `pending` or `error`: what the check itself found.
+    /// `pass`, `fail`, `pending`, `error` or `unobserved` (AWS throttled or failed on its
+    /// side: nothing is known yet): what the check itself found.
     pub verdict: String,
     /// What the verdict did to the deployment: `passed`, `blocked`, `waiting`,
     /// `failedOpen` (error, `onError: pass`), `retrying` (error, `onError: retry`),
@@ -26,6 +27,10 @@ pub struct CheckRecord {
     pub expected: Value,
     pub attempts: u32,
     pub duration_ms: u64,
+    /// The AWS calls this check made in this invocation, by `Service.Operation`: calls,
+    /// HTTP attempts (retries included) and attempts AWS throttled.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub aws_calls: std::collections::BTreeMap<String, crate::aws::CallCount>,
 }
 
 /// One notification sent (or not) by an invocation.

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use std::collections::BTreeMap;
+
+use crate::aws::{CallCount, Calls, add_counts};
 use crate::budget::Budget;
 use crate::config::{CheckConfig, OnError};
 use crate::record::CheckRecord;
@@ -37,6 +40,10 @@ pub struct CheckState {
     pub first_at_ms: u64,
     pub attempts: u32,
     pub reason: String,
+    /// Observations in a row that AWS throttled or failed on its side (see
+    /// [`Outcome::Unobserved`]); the next one backs off longer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unobserved: u32,
     /// The check's own state.
     #[serde(default)]
     pub data: Value,
@@ -75,6 +82,10 @@ impl RunState {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -109,8 +120,36 @@ pub type Evaluator<'a> =
 /// The shortest wait between two evaluations of a pending check.
 pub const MIN_RETRY: Duration = Duration::from_millis(100);
 
-/// How long an error retried under `onError: retry` waits before the next try.
+/// How long an error retried under `onError: retry` waits before the next try (plus up
+/// to a tenth more, at random).
 pub const ERROR_RETRY: Duration = Duration::from_secs(10);
+
+/// The first wait after an observation that AWS throttled (or failed on its side); it
+/// doubles with each such observation in a row, up to [`UNOBSERVED_MAX_WAIT`].
+pub const UNOBSERVED_FIRST_WAIT: Duration = Duration::from_secs(1);
+
+/// The longest wait between two observations that AWS throttled.
+pub const UNOBSERVED_MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// The most a gate's first observations in a deployment are delayed, at random, so that
+/// gates started together do not call AWS in step.
+pub const FIRST_OBSERVATION_JITTER: Duration = Duration::from_millis(250);
+
+/// A polling wait with jitter: `d` plus up to a tenth more, at random, so that gates that
+/// started together drift apart instead of polling AWS in waves. Never shorter than `d`.
+pub fn jittered(d: Duration) -> Duration {
+    d.saturating_add(d.mul_f64(fastrand::f64() / 10.0))
+}
+
+/// The wait after the `n`-th observation in a row that could not observe: exponential
+/// from [`UNOBSERVED_FIRST_WAIT`] up to [`UNOBSERVED_MAX_WAIT`], with "equal jitter" (half
+/// fixed, half random).
+pub fn unobserved_backoff(n: u32) -> Duration {
+    let exp = UNOBSERVED_FIRST_WAIT
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(UNOBSERVED_MAX_WAIT);
+    exp / 2 + (exp / 2).mul_f64(fastrand::f64())
+}
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
@@ -131,6 +170,8 @@ struct Live<'a> {
     decided: Option<Decided>,
     next_at: Instant,
     record: Option<CheckRecord>,
+    /// The AWS calls its evaluations made in this invocation.
+    calls: BTreeMap<String, CallCount>,
 }
 
 fn record(
@@ -151,6 +192,7 @@ fn record(
         expected: ev.expected.clone(),
         attempts,
         duration_ms: took.as_millis() as u64,
+        aws_calls: BTreeMap::new(),
     }
 }
 
@@ -163,6 +205,10 @@ fn judge(live: &mut Live<'_>, ev: Evaluation, took: Duration) {
     let elapsed = Duration::from_millis(now_ms().saturating_sub(live.state.first_at_ms));
     let overdue = elapsed >= common.within.get();
     let attempts = live.state.attempts;
+    live.state.unobserved = match ev.outcome {
+        Outcome::Unobserved => live.state.unobserved.saturating_add(1),
+        _ => 0,
+    };
 
     let (decided, effect, reason) = match &ev.outcome {
         Outcome::Pass => (Decided::Passed, "passed", ev.reason.clone()),
@@ -190,7 +236,7 @@ fn judge(live: &mut Live<'_>, ev: Evaluation, took: Duration) {
                 ),
             ),
             OnError::Retry => (
-                Decided::Waiting(ERROR_RETRY),
+                Decided::Waiting(jittered(ERROR_RETRY)),
                 "retrying",
                 format!(
                     "the check could not run, retrying (onError: retry): {}",
@@ -198,6 +244,28 @@ fn judge(live: &mut Live<'_>, ev: Evaluation, took: Duration) {
                 ),
             ),
         },
+        Outcome::Unobserved if overdue => {
+            let why = format!(
+                "could not observe within {} (within): AWS throttled or failed the last {} observation(s): {}",
+                common.within, live.state.unobserved, ev.reason
+            );
+            match common.on_error {
+                OnError::Pass => (
+                    Decided::Passed,
+                    "failedOpen",
+                    format!("{why} (failing open, onError: pass)"),
+                ),
+                OnError::Fail | OnError::Retry => (Decided::Blocked, "blocked", why),
+            }
+        }
+        Outcome::Unobserved => (
+            Decided::Waiting(unobserved_backoff(live.state.unobserved)),
+            "waiting",
+            format!(
+                "could not observe yet, observing again ({} in a row): {}",
+                live.state.unobserved, ev.reason
+            ),
+        ),
         Outcome::Pending { .. } if overdue => (
             Decided::Blocked,
             "blocked",
@@ -207,7 +275,7 @@ fn judge(live: &mut Live<'_>, ev: Evaluation, took: Duration) {
             ),
         ),
         Outcome::Pending { retry_after } => (
-            Decided::Waiting((*retry_after).max(MIN_RETRY)),
+            Decided::Waiting(jittered((*retry_after).max(MIN_RETRY))),
             "waiting",
             ev.reason.clone(),
         ),
@@ -240,6 +308,15 @@ pub async fn run<'a>(
     state.invocations += 1;
     let start_ms = now_ms();
     let now = Instant::now();
+    // The gate's first observations in a deployment start together after a short random
+    // delay, so that gates started together do not call AWS in step.
+    let first_at = if state.invocations == 1 {
+        now + FIRST_OBSERVATION_JITTER
+            .min(budget.remaining() / 20)
+            .mul_f64(fastrand::f64())
+    } else {
+        now
+    };
     let mut lives: Vec<Live<'a>> = checks
         .iter()
         .map(|check| {
@@ -251,6 +328,7 @@ pub async fn run<'a>(
                 first_at_ms: start_ms,
                 attempts: 0,
                 reason: String::new(),
+                unobserved: 0,
                 data: Value::Null,
             });
             let record = passed_before.then(|| CheckRecord {
@@ -267,13 +345,15 @@ pub async fn run<'a>(
                 expected: Value::Null,
                 attempts: cs.attempts,
                 duration_ms: 0,
+                aws_calls: BTreeMap::new(),
             });
             Live {
                 check,
                 decided: passed_before.then_some(Decided::Passed),
                 state: cs,
-                next_at: now,
+                next_at: first_at,
                 record,
+                calls: BTreeMap::new(),
             }
         })
         .collect();
@@ -297,8 +377,9 @@ pub async fn run<'a>(
                 let data = lives[i].state.data.clone();
                 async move {
                     let started = Instant::now();
+                    let calls = Calls::new();
                     let fut = AssertUnwindSafe(evaluate(check, data, budget)).catch_unwind();
-                    let ev = match budget.run(fut).await {
+                    let ev = match calls.scope(budget.run(fut)).await {
                         Some(Ok(ev)) => ev,
                         Some(Err(panic)) => Evaluation::error(format!(
                             "the check panicked: {}",
@@ -309,13 +390,14 @@ pub async fn run<'a>(
                             started.elapsed().as_millis()
                         )),
                     };
-                    (i, ev, started.elapsed())
+                    (i, ev, started.elapsed(), calls.snapshot())
                 }
             })
             .collect();
         let mut blocked = false;
-        while let Some((i, ev, took)) = round.next().await {
+        while let Some((i, ev, took, calls)) = round.next().await {
             slowest = slowest.max(took);
+            add_counts(&mut lives[i].calls, &calls);
             judge(&mut lives[i], ev, took);
             if matches!(lives[i].decided, Some(Decided::Blocked)) {
                 blocked = true;
@@ -363,7 +445,7 @@ pub async fn run<'a>(
 
     let mut records = Vec::new();
     for l in &lives {
-        let r = l.record.clone().unwrap_or_else(|| CheckRecord {
+        let mut r = l.record.clone().unwrap_or_else(|| CheckRecord {
             name: l.check.name.clone(),
             kind: l.check.kind.type_name().to_string(),
             verdict: "pending".into(),
@@ -373,7 +455,9 @@ pub async fn run<'a>(
             expected: Value::Null,
             attempts: l.state.attempts,
             duration_ms: 0,
+            aws_calls: BTreeMap::new(),
         });
+        r.aws_calls = l.calls.clone();
         records.push(r);
         state.checks.insert(l.check.name.clone(), l.state.clone());
     }
@@ -424,5 +508,32 @@ fn summarise(verdict: &RunVerdict, records: &[CheckRecord]) -> String {
             }
             s
         }
+    }
+}
+
+#[cfg(test)]
+mod jitter_tests {
+    use super::*;
+
+    #[test]
+    fn jitter_lengthens_a_wait_by_at_most_a_tenth() {
+        let d = Duration::from_secs(30);
+        let waits: Vec<Duration> = (0..200).map(|_| jittered(d)).collect();
+        assert!(waits.iter().all(|w| *w >= d && *w <= d + d / 10));
+        assert!(waits.iter().any(|w| *w != waits[0]), "the waits are spread");
+        assert_eq!(jittered(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn unobserved_backoff_doubles_up_to_its_cap_with_half_of_it_random() {
+        for (n, full) in [(1, 1), (2, 2), (3, 4), (4, 8), (5, 16), (6, 20), (40, 20)] {
+            let full = Duration::from_secs(full);
+            for _ in 0..50 {
+                let w = unobserved_backoff(n);
+                assert!(w >= full / 2 && w <= full, "{n}: {w:?}");
+            }
+        }
+        assert!(unobserved_backoff(u32::MAX) <= UNOBSERVED_MAX_WAIT);
+        assert!(unobserved_backoff(0) <= UNOBSERVED_FIRST_WAIT);
     }
 }

@@ -49,6 +49,17 @@ impl BaseConfig {
     }
 }
 
+/// A client of `$sdk` built from `$config`, with Greenlight's call counter.
+macro_rules! client {
+    ($sdk:ident, $config:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::config::Builder::from($config)
+                .interceptor(crate::aws::CallCounter)
+                .build(),
+        )
+    };
+}
+
 /// The process-wide services.
 pub struct Services {
     base: Result<BaseConfig, ConfigError>,
@@ -72,38 +83,30 @@ pub struct Services {
     notify: crate::notify::ProcessState,
 }
 
-/// Describes a failed AWS call in words, naming the IAM permission when access was denied.
-pub fn aws_error<E>(call: &str, permission: &str, err: &E) -> String
+/// Describes a failed AWS call in words (code, message and request id only), naming the
+/// IAM permission when access was denied. See [`crate::aws::failure`].
+pub fn aws_error<E>(
+    call: &str,
+    permission: &str,
+    err: &aws_sdk_ecs::error::SdkError<E, crate::aws::HttpResponse>,
+) -> String
 where
     E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error,
 {
-    let text = aws_sdk_ecs::error::DisplayErrorContext(err).to_string();
-    let denied = |s: &str| s.contains("AccessDenied") || s.contains("Unauthorized");
-    match err.code() {
-        Some(code) if denied(code) => {
-            format!("{call} was denied: grant {permission} to the function's role ({code})")
-        }
-        None if denied(&text) => {
-            format!("{call} was denied: grant {permission} to the function's role (access denied)")
-        }
-        Some(code) => format!(
-            "{call} failed: {code}: {}",
-            err.message().unwrap_or_default()
-        ),
-        None => format!(
-            "{call} failed: {}",
-            aws_sdk_ecs::error::DisplayErrorContext(err)
-        ),
-    }
+    crate::aws::error_text(call, permission, err)
 }
 
-/// Retries and timeouts for every AWS call: standard retry mode (backoff with jitter on
-/// throttling and 5xx), four attempts, short connect and attempt timeouts. The
-/// invocation's budget bounds the whole call on top of this.
+/// Retries and timeouts for every AWS call, suited to a gate that shares the account's
+/// API quotas with many others: standard retry mode (exponential backoff with full
+/// jitter on throttling, 5xx and timeouts), up to six attempts, backoff from 500 ms up to
+/// 8 s between them. The invocation's budget bounds the whole call on top of this; a call
+/// the budget cuts off, like one that stays throttled, could not observe yet, and the
+/// check observes again later.
 pub fn aws_retry() -> RetryConfig {
     RetryConfig::standard()
-        .with_max_attempts(4)
-        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_attempts(6)
+        .with_initial_backoff(Duration::from_millis(500))
+        .with_max_backoff(Duration::from_secs(8))
 }
 
 pub fn aws_timeouts() -> TimeoutConfig {
@@ -198,35 +201,35 @@ impl Services {
     pub async fn ecs(&self) -> &aws_sdk_ecs::Client {
         let sdk = self.sdk_config().await;
         self.ecs
-            .get_or_init(|| async { aws_sdk_ecs::Client::new(sdk) })
+            .get_or_init(|| async { client!(aws_sdk_ecs, sdk) })
             .await
     }
 
     pub async fn elbv2(&self) -> &aws_sdk_elasticloadbalancingv2::Client {
         let sdk = self.sdk_config().await;
         self.elbv2
-            .get_or_init(|| async { aws_sdk_elasticloadbalancingv2::Client::new(sdk) })
+            .get_or_init(|| async { client!(aws_sdk_elasticloadbalancingv2, sdk) })
             .await
     }
 
     pub async fn ecr(&self) -> &aws_sdk_ecr::Client {
         let sdk = self.sdk_config().await;
         self.ecr
-            .get_or_init(|| async { aws_sdk_ecr::Client::new(sdk) })
+            .get_or_init(|| async { client!(aws_sdk_ecr, sdk) })
             .await
     }
 
     pub async fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
         let sdk = self.sdk_config().await;
         self.cloudwatch
-            .get_or_init(|| async { aws_sdk_cloudwatch::Client::new(sdk) })
+            .get_or_init(|| async { client!(aws_sdk_cloudwatch, sdk) })
             .await
     }
 
     pub async fn lambda(&self) -> &aws_sdk_lambda::Client {
         let sdk = self.sdk_config().await;
         self.lambda
-            .get_or_init(|| async { aws_sdk_lambda::Client::new(sdk) })
+            .get_or_init(|| async { client!(aws_sdk_lambda, sdk) })
             .await
     }
 
@@ -289,6 +292,7 @@ impl Services {
             .get_or_init(|| async {
                 let config = aws_sdk_s3::config::Builder::from(sdk)
                     .force_path_style(sdk.endpoint_url().is_some())
+                    .interceptor(crate::aws::CallCounter)
                     .build();
                 aws_sdk_s3::Client::from_conf(config)
             })
@@ -299,14 +303,14 @@ impl Services {
     pub async fn logs(&self) -> &aws_sdk_cloudwatchlogs::Client {
         let sdk = self.sdk_config().await;
         self.logs
-            .get_or_init(|| async { aws_sdk_cloudwatchlogs::Client::new(sdk) })
+            .get_or_init(|| async { client!(aws_sdk_cloudwatchlogs, sdk) })
             .await
     }
 
     pub async fn secretsmanager(&self) -> &aws_sdk_secretsmanager::Client {
         let sdk = self.sdk_config().await;
         self.secretsmanager
-            .get_or_init(|| async { aws_sdk_secretsmanager::Client::new(sdk) })
+            .get_or_init(|| async { client!(aws_sdk_secretsmanager, sdk) })
             .await
     }
 
@@ -330,7 +334,8 @@ impl Services {
         clients
             .entry(region.clone())
             .or_insert_with(|| {
-                let mut config = aws_sdk_sns::config::Builder::from(sdk);
+                let mut config =
+                    aws_sdk_sns::config::Builder::from(sdk).interceptor(crate::aws::CallCounter);
                 if !region.is_empty() {
                     config = config.region(aws_config::Region::new(region));
                 }
@@ -362,14 +367,14 @@ impl Services {
     pub async fn codedeploy(&self) -> &aws_sdk_codedeploy::Client {
         let sdk = self.sdk_config().await;
         self.codedeploy
-            .get_or_init(|| async { aws_sdk_codedeploy::Client::new(sdk) })
+            .get_or_init(|| async { client!(aws_sdk_codedeploy, sdk) })
             .await
     }
 
     pub async fn ssm(&self) -> &aws_sdk_ssm::Client {
         let sdk = self.sdk_config().await;
         self.ssm
-            .get_or_init(|| async { aws_sdk_ssm::Client::new(sdk) })
+            .get_or_init(|| async { client!(aws_sdk_ssm, sdk) })
             .await
     }
 
@@ -384,21 +389,23 @@ impl Services {
                     BaseConfig::Inline(json) => parse_json(ENV_INLINE, json).map(Some),
                     BaseConfig::Parameter(name) => {
                         let origin = format!("SSM parameter {name} ({ENV_PARAMETER})");
-                        let call = self.ssm().await.get_parameter().name(name).with_decryption(true).send();
-                        let text = match budget.run(call).await {
-                            None => {
-                                return Err(ConfigError {
-                                    origin,
-                                    path: String::new(),
-                                    message: "SSM did not answer within the invocation's time budget".into(),
-                                });
-                            }
-                            Some(Err(e)) => {
-                                use aws_sdk_ssm::error::ProvideErrorMetadata;
-                                let code = e.code().unwrap_or("unknown error").to_string();
-                                let hint = if code.contains("AccessDenied") {
-                                    " (grant ssm:GetParameter on it, and kms:Decrypt for a SecureString)"
-                                } else if code.contains("ParameterNotFound") {
+                        let call = self
+                            .ssm()
+                            .await
+                            .get_parameter()
+                            .name(name)
+                            .with_decryption(true)
+                            .send();
+                        let read = crate::aws::call(
+                            budget,
+                            "SSM GetParameter",
+                            "ssm:GetParameter on it (and kms:Decrypt for a SecureString)",
+                            call,
+                        )
+                        .await;
+                        let text = match read {
+                            Err(f) => {
+                                let hint = if f.message.contains("ParameterNotFound") {
                                     " (check the name and the region)"
                                 } else {
                                     ""
@@ -406,10 +413,10 @@ impl Services {
                                 return Err(ConfigError {
                                     origin,
                                     path: String::new(),
-                                    message: format!("could not be read: {code}{hint}"),
+                                    message: format!("could not be read: {}{hint}", f.message),
                                 });
                             }
-                            Some(Ok(out)) => out.parameter.and_then(|p| p.value).unwrap_or_default(),
+                            Ok(out) => out.parameter.and_then(|p| p.value).unwrap_or_default(),
                         };
                         parse_json(&origin, &text).map(Some)
                     }

@@ -17,6 +17,11 @@ pub enum Outcome {
     /// The check itself could not run (a missing permission, an unreachable API, a
     /// template that does not resolve). The check's `onError` policy decides.
     Error,
+    /// Nothing could be observed yet, through no fault of the release: AWS throttled the
+    /// calls, answered with a server error, or did not answer in time. The check stays
+    /// pending and observes again with a jittered backoff until its `within`; only then
+    /// does its `onError` policy decide.
+    Unobserved,
 }
 
 impl Outcome {
@@ -26,6 +31,7 @@ impl Outcome {
             Outcome::Fail => "fail",
             Outcome::Pending { .. } => "pending",
             Outcome::Error => "error",
+            Outcome::Unobserved => "unobserved",
         }
     }
 }
@@ -66,6 +72,9 @@ impl Evaluation {
     pub fn error(reason: impl Into<String>) -> Self {
         Self::new(Outcome::Error, reason)
     }
+    pub fn unobserved(reason: impl Into<String>) -> Self {
+        Self::new(Outcome::Unobserved, reason)
+    }
     pub fn observed(mut self, v: Value) -> Self {
         self.observed = v;
         self
@@ -77,5 +86,74 @@ impl Evaluation {
     pub fn state(mut self, v: Value) -> Self {
         self.state = v;
         self
+    }
+}
+
+/// Why a check could not look: a sentence, and whether looking again later may work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    /// Throttling, a server error or a timeout: nothing is known about the release yet.
+    pub transient: bool,
+}
+
+impl Failure {
+    /// A failure that looking again will not cure (a missing permission, a bad setting).
+    pub fn error(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    /// A failure that says nothing about the release (throttled, a 5xx, a timeout).
+    pub fn transient(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            transient: true,
+        }
+    }
+
+    /// The same failure with its sentence rewritten (context added).
+    pub fn map(self, f: impl FnOnce(String) -> String) -> Failure {
+        Failure {
+            message: f(self.message),
+            transient: self.transient,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::error(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::error(message)
+    }
+}
+
+impl From<Failure> for String {
+    fn from(f: Failure) -> String {
+        f.message
+    }
+}
+
+impl From<Failure> for Evaluation {
+    /// `unobserved` for a transient failure, `error` otherwise.
+    fn from(f: Failure) -> Evaluation {
+        if f.transient {
+            Evaluation::unobserved(f.message)
+        } else {
+            Evaluation::error(f.message)
+        }
     }
 }

@@ -609,12 +609,18 @@ async fn scenario_rollback_once(out: &mut Outputs) {
 /// invocation in the same process does not send it again.
 async fn scenario_codedeploy(out: &mut Outputs) {
     let hook = Receiver::start(vec![]).await;
-    let cd = FakeCodeDeploy::start(vec![support::Reply::Error("InternalFailure", 500); 4]).await;
+    let attempts = greenlight::services::aws_retry().max_attempts() as usize;
+    let cd = FakeCodeDeploy::start(vec![
+        support::Reply::Error("InternalFailure", 500);
+        attempts
+    ])
+    .await;
     let config = json!({
         "notifications": {"channels": {"audit": {"type": "webhook", "url": hook.url("webhook"), "signingSecret": SIGNING_KEY}}}
     });
     let s = cd.services(Some(&config.to_string())).await;
-    // The report fails (4 × 500): the invocation ends in an error, and Lambda retries it.
+    // The report fails (a 500 to every attempt the SDK makes): the invocation ends in an
+    // error, and Lambda retries it.
     let err = handle(
         &s,
         Role::AfterAllowTraffic,

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::CheckContext;
+use crate::aws;
 use crate::config::{ConfigError, typed};
-use crate::services::aws_error;
 use crate::verdict::Evaluation;
 
 /// ECR finding severities, lowest first.
@@ -141,7 +141,7 @@ pub async fn evaluate(c: &ImageAdmissionCheck, ctx: &CheckContext<'_>) -> Evalua
         .await
     {
         Ok(r) => r,
-        Err(e) => return Evaluation::error(e),
+        Err(e) => return e.into(),
     };
     let Some(td_arn) = revision.task_definition.clone() else {
         return Evaluation::error(format!(
@@ -150,28 +150,20 @@ pub async fn evaluate(c: &ImageAdmissionCheck, ctx: &CheckContext<'_>) -> Evalua
         ));
     };
     let ecs = ctx.services.ecs().await;
-    let td = match ctx
-        .budget
-        .run(
-            ecs.describe_task_definition()
-                .task_definition(&td_arn)
-                .send(),
-        )
-        .await
+    let call = ecs
+        .describe_task_definition()
+        .task_definition(&td_arn)
+        .send();
+    let td = match aws::call(
+        &ctx.budget,
+        "ECS DescribeTaskDefinition",
+        "ecs:DescribeTaskDefinition",
+        call,
+    )
+    .await
     {
-        None => {
-            return Evaluation::error(
-                "ECS DescribeTaskDefinition did not answer within the invocation's budget",
-            );
-        }
-        Some(Err(e)) => {
-            return Evaluation::error(aws_error(
-                "ECS DescribeTaskDefinition",
-                "ecs:DescribeTaskDefinition",
-                &e,
-            ));
-        }
-        Some(Ok(o)) => o,
+        Err(e) => return e.into(),
+        Ok(o) => o,
     };
     let images: Vec<(String, String)> = td
         .task_definition()
@@ -249,7 +241,7 @@ pub async fn evaluate(c: &ImageAdmissionCheck, ctx: &CheckContext<'_>) -> Evalua
                         .send();
                     let out = match ctx.budget.run(call).await {
                         None => {
-                            return Evaluation::error(
+                            return Evaluation::unobserved(
                                 "ECR DescribeImageScanFindings did not answer within the invocation's budget",
                             );
                         }
@@ -259,11 +251,12 @@ pub async fn evaluate(c: &ImageAdmissionCheck, ctx: &CheckContext<'_>) -> Evalua
                                 refusals.push(format!("{container}: {image} has no ECR scan; scan it (or enable scan on push) before deploying"));
                                 continue;
                             }
-                            return Evaluation::error(aws_error(
+                            return aws::failure(
                                 "ECR DescribeImageScanFindings",
                                 "ecr:DescribeImageScanFindings",
                                 &e,
-                            ));
+                            )
+                            .into();
                         }
                         Some(Ok(o)) => o,
                     };

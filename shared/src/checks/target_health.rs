@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::CheckContext;
+use crate::aws;
 use crate::config::{ConfigError, typed};
 use crate::duration::HumanDuration;
-use crate::services::aws_error;
 use crate::verdict::Evaluation;
 
 fn default_min() -> u32 {
@@ -77,26 +77,25 @@ pub async fn evaluate(c: &TargetHealthCheck, ctx: &CheckContext<'_>) -> Evaluati
                 );
             }
             Ok(g) => g,
-            Err(e) => return Evaluation::error(e),
+            Err(e) => return e.into(),
         }
     } else {
         c.target_groups.clone()
     };
+    // One DescribeTargetHealth per target group per observation.
+    let mut groups = groups;
+    let mut seen = std::collections::HashSet::new();
+    groups.retain(|tg| seen.insert(tg.clone()));
     let elbv2 = ctx.services.elbv2().await;
     let calls = groups.iter().map(|tg| async move {
         let call = elbv2.describe_target_health().target_group_arn(tg).send();
-        match ctx.budget.run(call).await {
-            None => Err(
-                "ELBv2 DescribeTargetHealth did not answer within the invocation's budget"
-                    .to_string(),
-            ),
-            Some(Err(e)) => Err(aws_error(
-                "ELBv2 DescribeTargetHealth",
-                "elasticloadbalancing:DescribeTargetHealth",
-                &e,
-            )),
-            Some(Ok(out)) => Ok(out),
-        }
+        aws::call(
+            &ctx.budget,
+            "ELBv2 DescribeTargetHealth",
+            "elasticloadbalancing:DescribeTargetHealth",
+            call,
+        )
+        .await
     });
     let results = futures::future::join_all(calls).await;
     let mut observed = Vec::new();
@@ -105,7 +104,7 @@ pub async fn evaluate(c: &TargetHealthCheck, ctx: &CheckContext<'_>) -> Evaluati
     for (tg, result) in groups.iter().zip(results) {
         let out = match result {
             Ok(o) => o,
-            Err(e) => return Evaluation::error(e),
+            Err(e) => return e.into(),
         };
         let mut healthy = 0u32;
         let mut bad = Vec::new();

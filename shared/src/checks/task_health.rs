@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::CheckContext;
+use crate::aws;
 use crate::config::{ConfigError, typed};
 use crate::duration::HumanDuration;
-use crate::services::aws_error;
 use crate::verdict::Evaluation;
 
 fn default_interval() -> HumanDuration {
@@ -41,15 +41,9 @@ pub fn parse(value: Value, at: &str) -> Result<TaskHealthCheck, ConfigError> {
 
 macro_rules! call {
     ($ctx:expr, $what:literal, $perm:literal, $fut:expr) => {
-        match $ctx.budget.run($fut).await {
-            None => {
-                return Evaluation::error(concat!(
-                    $what,
-                    " did not answer within the invocation's budget"
-                ))
-            }
-            Some(Err(e)) => return Evaluation::error(aws_error($what, $perm, &e)),
-            Some(Ok(out)) => out,
+        match aws::call(&$ctx.budget, $what, $perm, $fut).await {
+            Err(e) => return e.into(),
+            Ok(out) => out,
         }
     };
 }
@@ -63,7 +57,7 @@ pub async fn evaluate(c: &TaskHealthCheck, ctx: &CheckContext<'_>) -> Evaluation
     };
     let revision = match ctx.facts.revision(ctx.services, d, &ctx.budget).await {
         Ok(r) => r,
-        Err(e) => return Evaluation::error(e),
+        Err(e) => return e.into(),
     };
     let Some(task_def) = revision.task_definition.clone() else {
         return Evaluation::error(format!(

@@ -114,17 +114,7 @@ pub fn colour(event: Event) -> &'static str {
     }
 }
 
-/// Clips `s` to at most `max` bytes, on a character boundary, ending in `…` when clipped.
-pub fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
+pub use crate::text::clip;
 
 /// `1.2 s`, `350 ms`, `2m 5s`.
 pub fn human_duration(d: Duration) -> String {

@@ -159,7 +159,11 @@ pub async fn report(
                 Err(format!(
                     "the {} report could not be sent to CodeDeploy: {}",
                     status.as_str(),
-                    aws_sdk_codedeploy::error::DisplayErrorContext(&err)
+                    crate::aws::error_text(
+                        "CodeDeploy PutLifecycleEventHookExecutionStatus",
+                        REPORT_PERMISSION,
+                        &err
+                    )
                 ))
             }
         }

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{BakeState, NoEvidence};
+use crate::aws;
 use crate::checks::CheckContext;
 use crate::config::{ConfigError, typed};
 use crate::duration::HumanDuration;
-use crate::services::aws_error;
 use crate::verdict::Evaluation;
 
 fn default_interval() -> HumanDuration {
@@ -78,11 +78,9 @@ pub async fn evaluate(c: &AlarmsCheck, ctx: &CheckContext<'_>) -> Evaluation {
     // (name, state, reason)
     let mut alarms: Vec<(String, String, String)> = Vec::new();
     let mut requests = Vec::new();
-    if !c.alarm_names.is_empty() {
-        requests.push(
-            cw.describe_alarms()
-                .set_alarm_names(Some(c.alarm_names.clone())),
-        );
+    // All named alarms in one DescribeAlarms (it takes up to 100 names).
+    for names in c.alarm_names.chunks(100) {
+        requests.push(cw.describe_alarms().set_alarm_names(Some(names.to_vec())));
     }
     if let Some(p) = &prefix {
         requests.push(cw.describe_alarms().alarm_name_prefix(p));
@@ -90,24 +88,17 @@ pub async fn evaluate(c: &AlarmsCheck, ctx: &CheckContext<'_>) -> Evaluation {
     for req in requests {
         let mut token: Option<String> = None;
         loop {
-            let out = match ctx
-                .budget
-                .run(req.clone().set_next_token(token.clone()).send())
-                .await
+            let call = req.clone().set_next_token(token.clone()).send();
+            let out = match aws::call(
+                &ctx.budget,
+                "CloudWatch DescribeAlarms",
+                "cloudwatch:DescribeAlarms",
+                call,
+            )
+            .await
             {
-                None => {
-                    return Evaluation::error(
-                        "CloudWatch DescribeAlarms did not answer within the invocation's budget",
-                    );
-                }
-                Some(Err(e)) => {
-                    return Evaluation::error(aws_error(
-                        "CloudWatch DescribeAlarms",
-                        "cloudwatch:DescribeAlarms",
-                        &e,
-                    ));
-                }
-                Some(Ok(o)) => o,
+                Err(e) => return e.into(),
+                Ok(o) => o,
             };
             for a in out.metric_alarms() {
                 alarms.push((

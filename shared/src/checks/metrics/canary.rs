@@ -179,7 +179,7 @@ pub async fn evaluate(c: &CanaryCheck, ctx: &CheckContext<'_>) -> Evaluation {
     .collect();
     let data = match fetch(ctx, &queries, start, now).await {
         Ok(d) => d,
-        Err(e) => return Evaluation::error(e).state(json!(bake)),
+        Err(e) => return Evaluation::from(e).state(json!(bake)),
     };
     // With a baseline before the shift, each side keeps only its own part of the time range.
     let side = |name: &str, canary: bool| -> Vec<f64> {

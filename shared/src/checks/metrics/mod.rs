@@ -18,10 +18,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::CheckContext;
+use crate::aws;
 use crate::config::ConfigError;
 use crate::duration::HumanDuration;
-use crate::services::aws_error;
 use crate::template;
+use crate::verdict::Failure;
 
 fn default_stat() -> String {
     "Average".into()
@@ -182,7 +183,7 @@ pub type Series = Vec<(i64, f64)>;
 async fn extra_values(
     ctx: &CheckContext<'_>,
     names: &[String],
-) -> Result<HashMap<&'static str, String>, String> {
+) -> Result<HashMap<&'static str, String>, Failure> {
     let mut out = HashMap::new();
     let dim = |arn: &str| {
         arn.split_once(":targetgroup/")
@@ -269,7 +270,7 @@ pub async fn fetch(
     queries: &[(&str, &Query)],
     start: SystemTime,
     end: SystemTime,
-) -> Result<HashMap<String, Series>, String> {
+) -> Result<HashMap<String, Series>, Failure> {
     let names: Vec<String> = queries.iter().flat_map(|(_, q)| q.placeholders()).collect();
     let extra = extra_values(ctx, &names).await?;
     let values = |v: &str| template::render_with(v, ctx.deployment, &|n| extra.get(n).cloned());
@@ -325,21 +326,13 @@ pub async fn fetch(
             .scan_by(ScanBy::TimestampAscending)
             .set_next_token(token.clone())
             .send();
-        let page = match ctx.budget.run(call).await {
-            None => {
-                return Err(
-                    "CloudWatch GetMetricData did not answer within the invocation's budget".into(),
-                );
-            }
-            Some(Err(e)) => {
-                return Err(aws_error(
-                    "CloudWatch GetMetricData",
-                    "cloudwatch:GetMetricData",
-                    &e,
-                ));
-            }
-            Some(Ok(p)) => p,
-        };
+        let page = aws::call(
+            &ctx.budget,
+            "CloudWatch GetMetricData",
+            "cloudwatch:GetMetricData",
+            call,
+        )
+        .await?;
         for r in page.metric_data_results() {
             let Some(name) = r.id().and_then(|id| ids.get(id)) else {
                 continue;

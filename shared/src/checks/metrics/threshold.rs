@@ -150,7 +150,7 @@ pub async fn evaluate(c: &ThresholdCheck, ctx: &CheckContext<'_>) -> Evaluation 
     }
     let data = match fetch(ctx, &queries, start, now).await {
         Ok(d) => d,
-        Err(e) => return Evaluation::error(e).state(json!(bake)),
+        Err(e) => return Evaluation::from(e).state(json!(bake)),
     };
     let label = c.label.clone().unwrap_or_else(|| {
         c.query
