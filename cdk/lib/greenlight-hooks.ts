@@ -239,9 +239,8 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
       memorySize: settings.memorySize ?? 256,
       // Pending checks are polled inside one invocation while its time budget lasts (the
       // timeout less a tenth, at most 30 s, kept back to answer): five minutes give a health
-      // check 4.5 minutes to settle in one invocation. ECS calls again after IN_PROGRESS, so
-      // longer waits cost nothing there; a CodeDeploy hook decides within one invocation, so
-      // raise this (up to 15 minutes) for CodeDeploy checks that need longer.
+      // check 4.5 minutes to settle in one invocation. A longer wait goes on in the next
+      // invocation: ECS calls again after IN_PROGRESS, and a CodeDeploy hook invokes itself.
       timeout: settings.timeout ?? Duration.minutes(5),
       // JSON: the decision record is one JSON line, and Lambda sets AWS_LAMBDA_LOG_FORMAT=JSON.
       loggingFormat: lambda.LoggingFormat.JSON,
