@@ -150,12 +150,16 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
     this.functions = fns;
 
     // ECS invokes the hooks with a role the service names in each lifecycle hook. It may
-    // invoke these four functions and nothing else. The name carries the region because IAM
-    // names are global to the account and the stack is deployed once per region.
+    // invoke these four functions and nothing else, and ECS may assume it only on behalf of
+    // this account's services (aws:SourceAccount, against the confused deputy). The name
+    // carries the region because IAM names are global to the account and the stack is
+    // deployed once per region.
     this.invokeRole = new iam.Role(this, 'EcsInvokeRole', {
       roleName: `${prefix}-ecs-hooks-${Aws.REGION}`,
       description: `ECS assumes this role to invoke Greenlight's hooks (${prefix})`,
-      assumedBy: new iam.ServicePrincipal('ecs.amazonaws.com'),
+      assumedBy: new iam.ServicePrincipal('ecs.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+      }),
     });
     this.invokeRole.addToPrincipalPolicy(
       new iam.PolicyStatement({
@@ -239,9 +243,8 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
       memorySize: settings.memorySize ?? 256,
       // Pending checks are polled inside one invocation while its time budget lasts (the
       // timeout less a tenth, at most 30 s, kept back to answer): five minutes give a health
-      // check 4.5 minutes to settle in one invocation. ECS calls again after IN_PROGRESS, so
-      // longer waits cost nothing there; a CodeDeploy hook decides within one invocation, so
-      // raise this (up to 15 minutes) for CodeDeploy checks that need longer.
+      // check 4.5 minutes to settle in one invocation. A longer wait goes on in the next
+      // invocation: ECS calls again after IN_PROGRESS, and a CodeDeploy hook invokes itself.
       timeout: settings.timeout ?? Duration.minutes(5),
       // JSON: the decision record is one JSON line, and Lambda sets AWS_LAMBDA_LOG_FORMAT=JSON.
       loggingFormat: lambda.LoggingFormat.JSON,
@@ -271,7 +274,6 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
         sid: 'ReadEcsDeployments',
         actions: [
           'ecs:DescribeServices',
-          'ecs:ListServiceDeployments',
           'ecs:DescribeServiceDeployments',
           'ecs:DescribeServiceRevisions',
           'ecs:DescribeTasks',
@@ -320,7 +322,7 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
     allow(
       new iam.PolicyStatement({
         sid: 'ReadImageScanFindings',
-        actions: ['ecr:DescribeImageScanFindings', 'ecr:DescribeImages'],
+        actions: ['ecr:DescribeImageScanFindings'],
         resources: props.ecrRepositoryArns ?? [arn('ecr', 'repository')],
       }),
       'Read-only, the repositories given in ecrRepositoryArns, or those of this account and region: the images a deployment brings are not known when the hooks are deployed.',

@@ -4,7 +4,7 @@
  * configuration in each hook's `hookDetails`, the role ECS invokes them with, and the alarms
  * that roll a deployment back.
  */
-import { Duration, type IResolvable, type IResolveContext, Names, Token, Tokenization } from 'aws-cdk-lib';
+import { Duration, type IResolvable, type IResolveContext, Names, Stack, Token, Tokenization } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
@@ -145,10 +145,13 @@ export class GreenlightServiceHooks extends Construct {
     if (props.invokeRole) {
       this.invokeRole = props.invokeRole;
     } else {
-      // ECS invokes each hook with this role: the attached functions and nothing else.
+      // ECS invokes each hook with this role: the attached functions and nothing else, and
+      // only on behalf of this account's services (aws:SourceAccount).
       const role = new iam.Role(this, 'InvokeRole', {
         description: `ECS assumes this role to invoke Greenlight's hooks for ${service.node.path}`,
-        assumedBy: new iam.ServicePrincipal('ecs.amazonaws.com'),
+        assumedBy: new iam.ServicePrincipal('ecs.amazonaws.com', {
+          conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } },
+        }),
       });
       role.addToPrincipalPolicy(
         new iam.PolicyStatement({

@@ -105,7 +105,6 @@ describe('the hooks stack', () => {
           'ecs:DescribeServiceRevisions',
           'ecs:DescribeServices',
           'ecs:DescribeTasks',
-          'ecs:ListServiceDeployments',
         ],
         Resource: [
           ARN('ecs', 'service-deployment/*'),
@@ -136,7 +135,7 @@ describe('the hooks stack', () => {
       {
         Sid: 'ReadImageScanFindings',
         Effect: 'Allow',
-        Action: ['ecr:DescribeImageScanFindings', 'ecr:DescribeImages'],
+        Action: ['ecr:DescribeImageScanFindings'],
         Resource: [ARN('ecr', 'repository/*')],
       },
       {
@@ -167,10 +166,15 @@ describe('the hooks stack', () => {
     ]);
   });
 
-  test('the role ECS invokes the hooks with: trusts ECS, invokes the four functions only', () => {
+  test('the role ECS invokes the hooks with: trusts ECS for this account, invokes the four functions only', () => {
     const role = logicalIdOf(template, 'AWS::IAM::Role', 'HooksEcsInvokeRole');
     expect(json.Resources[role].Properties.AssumeRolePolicyDocument.Statement).toEqual([
-      { Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'ecs.amazonaws.com' } },
+      {
+        Action: 'sts:AssumeRole',
+        Effect: 'Allow',
+        Principal: { Service: 'ecs.amazonaws.com' },
+        Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+      },
     ]);
     expect(flat(json.Resources[role].Properties.RoleName)).toBe('greenlight-ecs-hooks-<AWS::Region>');
     expect(json.Resources[role].Properties.ManagedPolicyArns).toBeUndefined();

@@ -76,10 +76,16 @@ describe('GreenlightServiceHooks', () => {
       expect(h.HookDetails).toBeUndefined();
       expect(h.TimeoutConfiguration).toBeUndefined();
     }
-    // The invoke role: trusts ECS, invokes the attached functions and nothing else.
+    // The invoke role: trusts ECS for this account only, invokes the attached functions and
+    // nothing else.
     const json = template.toJSON();
     expect(json.Resources[role].Properties.AssumeRolePolicyDocument.Statement).toEqual([
-      { Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'ecs.amazonaws.com' } },
+      {
+        Action: 'sts:AssumeRole',
+        Effect: 'Allow',
+        Principal: { Service: 'ecs.amazonaws.com' },
+        Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+      },
     ]);
     const policy = logicalIdOf(template, 'AWS::IAM::Policy', 'GreenlightInvokeRoleDefaultPolicy');
     expect(statementsOf(template, policy)).toEqual([

@@ -31,6 +31,31 @@ pub fn lambda_deadline(raw_ms: u64, now: SystemTime) -> SystemTime {
     deadline.min(now + LAMBDA_MAX)
 }
 
+/// Environment variable that shortens every invocation: a duration (`"20s"`, `"2m"`). The
+/// function then works to the earlier of Lambda's deadline and this long after the
+/// invocation starts, to rehearse a short function timeout where the runtime gives a long
+/// deadline (`cargo lambda watch` always gives 10 minutes). Unset or empty: no cap.
+pub const ENV_MAX_INVOCATION: &str = "GREENLIGHT_MAX_INVOCATION";
+
+/// Reads the value of [`ENV_MAX_INVOCATION`].
+pub fn max_invocation(value: Option<&str>) -> Result<Option<Duration>, String> {
+    let Some(text) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match crate::duration::parse(text) {
+        Ok(d) if d.is_zero() => Err(format!("{ENV_MAX_INVOCATION} must be longer than zero")),
+        Ok(d) => Ok(Some(d)),
+        Err(e) => Err(format!("{ENV_MAX_INVOCATION}: {e}")),
+    }
+}
+
+/// The deadline an invocation works to: Lambda's ([`lambda_deadline`]), or `cap` after
+/// `now` when that is earlier.
+pub fn invocation_deadline(raw_ms: u64, now: SystemTime, cap: Option<Duration>) -> SystemTime {
+    let lambda = lambda_deadline(raw_ms, now);
+    cap.map_or(lambda, |c| lambda.min(now + c))
+}
+
 /// A point in time after which no more work starts.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
@@ -112,6 +137,36 @@ mod tests {
             lambda_deadline(1_795_315_000_000, now),
             SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_315_000_000)
         );
+    }
+
+    #[test]
+    fn max_invocation_caps_the_deadline_and_never_extends_it() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_315_263_000);
+        let cap = max_invocation(Some("20s")).unwrap();
+        assert_eq!(cap, Some(Duration::from_secs(20)));
+        // cargo lambda watch's 600000 (ten minutes) is cut to 20 s.
+        assert_eq!(
+            invocation_deadline(600_000, now, cap),
+            now + Duration::from_secs(20)
+        );
+        // A deadline sooner than the cap stays.
+        assert_eq!(
+            invocation_deadline(1_795_315_268_000, now, cap),
+            now + Duration::from_secs(5)
+        );
+        assert_eq!(
+            invocation_deadline(600_000, now, None),
+            now + Duration::from_secs(600)
+        );
+        assert_eq!(max_invocation(None).unwrap(), None);
+        assert_eq!(max_invocation(Some(" ")).unwrap(), None);
+        let e = max_invocation(Some("20")).unwrap_err();
+        assert!(
+            e.starts_with("GREENLIGHT_MAX_INVOCATION: invalid duration \"20\""),
+            "{e}"
+        );
+        let e = max_invocation(Some("0s")).unwrap_err();
+        assert_eq!(e, "GREENLIGHT_MAX_INVOCATION must be longer than zero");
     }
 
     #[tokio::test]

@@ -47,15 +47,19 @@ pub use services::Services;
 
 /// Runs the Lambda function for `role`: sets up logging (JSON when
 /// `AWS_LAMBDA_LOG_FORMAT=JSON`), builds the process-wide services once, and serves
-/// invocations.
+/// invocations. A `GREENLIGHT_MAX_INVOCATION` that is not a duration stops it at start.
 pub async fn run(role: Role) -> Result<(), Error> {
     logging::init();
+    let cap = budget::max_invocation(std::env::var(budget::ENV_MAX_INVOCATION).ok().as_deref())?;
     let services = Arc::new(Services::from_env());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let services = Arc::clone(&services);
         async move {
-            let deadline =
-                budget::lambda_deadline(event.context.deadline, std::time::SystemTime::now());
+            let deadline = budget::invocation_deadline(
+                event.context.deadline,
+                std::time::SystemTime::now(),
+                cap,
+            );
             // Boxed: the hook's future is deep, and a box keeps the binaries' type layout
             // shallow.
             let answer: futures::future::BoxFuture<'_, Result<Value, String>> =

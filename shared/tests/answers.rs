@@ -237,7 +237,7 @@ async fn environment_defaults_and_hook_details_merge_per_service() {
     .unwrap();
     assert_eq!(a["hookStatus"], "FAILED");
     assert!(
-        reason(&a).contains("answered 503 3 times in a row; expected 200"),
+        reason(&a).contains("answered 503 on 3 of 3 attempts; expected 200"),
         "{}",
         reason(&a)
     );

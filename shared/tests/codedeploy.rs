@@ -77,7 +77,7 @@ async fn a_bad_configuration_reports_failed_with_the_field() {
 }
 
 #[tokio::test]
-async fn a_check_still_pending_when_time_runs_out_reports_failed() {
+async fn a_check_still_pending_without_its_own_name_to_re_invoke_reports_failed() {
     let slow = app_turning_healthy(503, Duration::from_secs(60)).await;
     let cd = FakeCodeDeploy::start(vec![]).await;
     let cfg = format!(
@@ -423,6 +423,42 @@ async fn the_wait_is_bounded_below_codedeploys_hour() {
         "{out}"
     );
     assert!(sent.lock().unwrap().is_empty(), "no further hop");
+}
+
+#[tokio::test]
+async fn within_keeps_counting_across_re_invocations() {
+    let down = app(503, Duration::ZERO).await;
+    let cd = FakeCodeDeploy::start(vec![]).await;
+    let cfg = json!({"checks": {"h": {"type": "http", "url": format!("http://{down}/health"), "failureLimit": 1000, "interval": "1s"}}}).to_string();
+    let services = cd.services(Some(&cfg)).await;
+    services.set_own_function(Some("greenlight-before-allow-traffic".into()));
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    services.set_lambda(invoke_capture(sent.clone()));
+    // The check was first evaluated 10m 5s ago, many hops back; `within` is 10m by default.
+    let now = greenlight::runner::now_ms();
+    let first = now - 10 * 60 * 1000 - 5_000;
+    let state = json!({"v": greenlight::runner::STATE_VERSION, "deployment": "d-ABCDEF123", "invocations": 40, "startedAtMs": first,
+        "checks": {"h": {"status": "pending", "effect": "waiting", "firstAtMs": first, "attempts": 600, "reason": "answered 503", "data": {}}}});
+    let ev = json!({"greenlightContinuation": {"deploymentId": "d-ABCDEF123", "lifecycleEventHookExecutionId": "exec-1",
+        "state": state, "chainStartedAtMs": first, "hop": 40, "notBeforeMs": now}});
+    let out = handle(
+        &services,
+        Role::BeforeAllowTraffic,
+        &ev,
+        deadline_in(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["reported"], "Failed", "{out}");
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap()
+            .contains("blocked by h: still undecided after 10m (within)"),
+        "{out}"
+    );
+    assert!(sent.lock().unwrap().is_empty(), "no further hop");
+    assert_eq!(cd.reports().len(), 1);
 }
 
 #[tokio::test]

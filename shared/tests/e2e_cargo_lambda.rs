@@ -82,6 +82,8 @@ async fn four_functions_under_cargo_lambda_watch() {
         "AWS_ACCESS_KEY_ID=AKIDTEST".into(),
         "AWS_SECRET_ACCESS_KEY=test".into(),
         "AWS_LAMBDA_LOG_FORMAT=JSON".into(),
+        // cargo lambda watch gives every invocation ten minutes; this makes it one.
+        "GREENLIGHT_MAX_INVOCATION=60s".into(),
     ];
     let mut cmd = tokio::process::Command::new("cargo");
     cmd.current_dir(root())
@@ -221,4 +223,7 @@ async fn four_functions_under_cargo_lambda_watch() {
     let decision: Value =
         serde_json::from_str(records[0]["fields"]["decision"].as_str().unwrap()).unwrap();
     assert!(decision["verdict"].is_string() && decision["function"].is_string());
+    // As a 60 s function: the budget is 60 s less the margin of 6 s (not 9m 30s).
+    let budget = decision["budgetMs"].as_u64().unwrap();
+    assert!((50_000..=54_000).contains(&budget), "budgetMs {budget}");
 }

@@ -418,14 +418,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn times(n: u32) -> String {
-    match n {
-        1 => "once".into(),
-        2 => "twice".into(),
-        n => format!("{n} times"),
-    }
-}
-
 fn excerpt(body: &str) -> String {
     let mut end = body.len().min(200);
     while !body.is_char_boundary(end) {
@@ -548,8 +540,9 @@ async fn evaluate_url(
             .rev()
             .take_while(|w| **w == word)
             .count() as u32;
+        // failureLimit counts failures in total: say how many, out of how many attempts.
         let how = if in_a_row == streak.failures && in_a_row > 1 {
-            format!("{} in a row", times(in_a_row))
+            format!("on {} of {} attempts", streak.failures, streak.attempts)
         } else {
             format!(
                 "(failure {} of {} attempts; recent answers: {})",
