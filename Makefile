@@ -63,12 +63,12 @@ bench:
 ## and 200 gates of healthy services, then 200 with a quarter of the quotas, against a
 ## stand-in AWS with AWS's request quotas; first a 5-gate check of the stand-in. Builds with
 ## the bench-rollout profile (release without fat LTO); ROLLOUT_FLAGS adds options (e.g.
-## --repeat 3, --latency-ms 50). JSON in target/bench/.
+## --latency-ms 50). Each size runs 3 times (seeds 1-3). JSON in target/bench/.
 bench-rollout:
 	cargo build --profile bench-rollout -p before-allow-traffic -p after-allow-traffic
 	python3 bench/rollout.py --check --json-out target/bench/rollout-check.json
-	python3 bench/rollout.py --gates 50 --gates 100 --gates 200 $(ROLLOUT_FLAGS) --json-out target/bench/rollout.json
-	python3 bench/rollout.py --gates 200 --quota-fraction 0.25 $(ROLLOUT_FLAGS) --json-out target/bench/rollout-quarter.json
+	python3 bench/rollout.py --gates 50 --gates 100 --gates 200 --repeat 3 $(ROLLOUT_FLAGS) --json-out target/bench/rollout.json
+	python3 bench/rollout.py --gates 200 --quota-fraction 0.25 --repeat 3 $(ROLLOUT_FLAGS) --json-out target/bench/rollout-quarter.json
 
 ## Regenerate docs/greenlight.schema.json from the Rust types.
 schema:

@@ -19,10 +19,11 @@ What runs, per simulated rollout (`--gates N`, repeatable; each N is a fresh run
   reported on stderr and in the results, and the script exits 3.
 * A healthy app: one threaded HTTP server answering 200 to every GET, for the `http` check.
 * N gates, each its own process of a function binary (built with the `bench-rollout`
-  profile by default: release optimisation without fat LTO; `--profile`, `--bin-dir`;
-  a debug build spends so much CPU per invocation on this machine that the gates' calls
-  spread out over seconds) under its own local Lambda Runtime API (`lambda_local.RuntimeApi`, as
-  `coldstart.py` uses), with the environment Lambda sets plus `AWS_ENDPOINT_URL`, dummy
+  profile by default: release optimisation without fat LTO; `--profile`, `--bin-dir`; a
+  debug build spends so much CPU per invocation on this machine that the gates' calls
+  spread out over seconds) under its own local Lambda Runtime API
+  (`lambda_local.RuntimeApi`, as `coldstart.py` uses), with the environment Lambda sets
+  plus `AWS_ENDPOINT_URL`, dummy
   credentials with an access key id of its own (the stand-in tells the gates apart by it),
   region us-west-2 and `GREENLIGHT_CONFIG`. The gates are started at random offsets
   uniform in `[0, --spread)` (default 3 s; `--seed`). Half of them (even indexes) are
@@ -42,7 +43,7 @@ What runs, per simulated rollout (`--gates N`, repeatable; each N is a fresh run
   `Lambda-Runtime-Deadline-Ms` `--timeout` (60 s) ahead in epoch milliseconds; its first
   answer is the gate's answer, and the process is then killed (SIGKILL, reaped with
   `os.wait4` for its CPU time). A gate with no answer by its deadline plus 5 s, one that
-  posts an error or exits, counts as "no answer" (ECS would fail the hook too). All
+  posts an error or exits, counts as "no answer", apart from the answers. All
   processes are killed when a run ends, whatever happened.
 
 Outcomes: SUCCEEDED; IN_PROGRESS (not a rollback; ECS calls again, reported apart); FAILED,
@@ -51,8 +52,8 @@ a false rollback, with its cause read from the answer's reason (`greenlightDecis
 exceeded"), "budget" when a call or check did not finish within the invocation's budget,
 "other" otherwise. Time to answer is from the moment the gate's Runtime API handed out the
 event to the moment its answer arrived (nearest-rank p50 and p95); the spawn and the
-process's start come before it. AWS calls are counted at the stand-in, per gate and API: HTTP
-attempts, attempts throttled, operations (one SDK call with its retries, told apart by the
+process's start come before it. AWS calls are counted at the stand-in, per gate and API:
+HTTP attempts, attempts throttled, operations (one SDK call with its retries, told apart by the
 SDK's `amz-sdk-invocation-id` header) and operations whose last attempt was throttled (the
 SDK gave up: four attempts, standard retry mode, in `shared/src/services.rs`).
 
@@ -65,8 +66,9 @@ which a real rollout does not: the CPU the gates used and the load average are r
 Output: a readable table per run on stdout and every gate's record, the calls by API and
 second, the quotas and the machine in JSON (`--json-out`, default
 target/bench/rollout.json). `--repeat K` runs each N K times, with seeds `--seed`,
-`--seed`+1, ..., so that the spread between runs shows. `--check` runs 5 gates at full quotas and exits 1 unless every
-gate answered SUCCEEDED with no call throttled and none unexpected: the stand-in's own test.
+`--seed`+1, ..., so that the spread between runs shows. `--check` runs 5 gates at full
+quotas and exits 1 unless every gate answered SUCCEEDED with no call throttled and none
+unexpected: the stand-in's own test.
 """
 
 from __future__ import annotations
