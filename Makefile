@@ -11,7 +11,7 @@ export PATH := $(VENV)/bin:$(PATH)
 CARGO_LAMBDA_VERSION := 1.9.2
 MOTO_VERSION := 5.2.1
 
-.PHONY: test demo tools postgres-binaries fmt lint unit schema watch bench clean-tools
+.PHONY: test demo tools postgres-binaries fmt lint unit schema watch bench bench-rollout clean-tools
 
 ## Install the tools the tests need into .tools/ (idempotent), and Debian's PostgreSQL
 ## server binaries when none are installed (the migration tests start a throwaway server).
@@ -58,6 +58,17 @@ bench:
 	cargo bench -p greenlight --bench judge -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p greenlight --bench evaluation -- --warm-up-time 1 --measurement-time 5
 	bash bench/run.sh
+
+## A platform-wide rollout, simulated (bench/rollout.py; not part of `make test`): 50, 100
+## and 200 gates of healthy services, then 200 with a quarter of the quotas, against a
+## stand-in AWS with AWS's request quotas; first a 5-gate check of the stand-in. Builds with
+## the bench-rollout profile (release without fat LTO); ROLLOUT_FLAGS adds options (e.g.
+## --latency-ms 50). Each size runs 3 times (seeds 1-3). JSON in target/bench/.
+bench-rollout:
+	cargo build --profile bench-rollout -p before-allow-traffic -p after-allow-traffic
+	python3 bench/rollout.py --check --json-out target/bench/rollout-check.json
+	python3 bench/rollout.py --gates 50 --gates 100 --gates 200 --repeat 3 $(ROLLOUT_FLAGS) --json-out target/bench/rollout.json
+	python3 bench/rollout.py --gates 200 --quota-fraction 0.25 --repeat 3 $(ROLLOUT_FLAGS) --json-out target/bench/rollout-quarter.json
 
 ## Regenerate docs/greenlight.schema.json from the Rust types.
 schema:
