@@ -24,6 +24,23 @@ pub struct Revision {
     pub target_groups: Vec<String>,
     /// Images as ECS resolved them: (container, image, digest).
     pub images: Vec<(String, String, Option<String>)>,
+    /// The production listener rules routing to the target groups
+    /// (`resolvedConfiguration.loadBalancers[].productionListenerRule`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listener_rules: Vec<String>,
+}
+
+impl Revision {
+    /// The `LoadBalancer` dimension (`app/NAME/ID`) named by a production listener rule's
+    /// ARN (`…:listener-rule/app/NAME/ID/LISTENER/RULE`), without asking ELBv2.
+    pub fn load_balancer_dimension(&self) -> Option<String> {
+        self.listener_rules.iter().find_map(|arn| {
+            let (_, rest) = arn.split_once(":listener-rule/")?;
+            let parts: Vec<&str> = rest.split('/').collect();
+            (parts.len() == 5 && parts[..3].iter().all(|p| !p.is_empty()))
+                .then(|| parts[..3].join("/"))
+        })
+    }
 }
 
 /// Facts looked up during one invocation.
@@ -280,6 +297,15 @@ async fn describe(
                     .collect()
             })
             .unwrap_or_default(),
+        listener_rules: rev
+            .resolved_configuration()
+            .map(|c| {
+                c.load_balancers()
+                    .iter()
+                    .filter_map(|lb| lb.production_listener_rule().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
         images: rev
             .container_images()
             .iter()
@@ -292,4 +318,25 @@ async fn describe(
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_load_balancer_is_read_from_a_listener_rule() {
+        let mut r = Revision::default();
+        assert_eq!(r.load_balancer_dimension(), None);
+        r.listener_rules = vec![
+            "arn:aws:elasticloadbalancing:us-west-2:123456789012:listener-rule/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee".into(),
+        ];
+        assert_eq!(
+            r.load_balancer_dimension().as_deref(),
+            Some("app/shop/50dc6c495c0c9188")
+        );
+        r.listener_rules =
+            vec!["arn:aws:elasticloadbalancing:us-west-2:1:listener-rule/app/x".into()];
+        assert_eq!(r.load_balancer_dimension(), None);
+    }
 }

@@ -38,6 +38,8 @@ struct Script {
 struct Seen {
     revisions: AtomicU32,
     health: AtomicU32,
+    target_groups: AtomicU32,
+    metric_queries: Mutex<Vec<String>>,
 }
 
 async fn stand_in(script: Script) -> (String, Arc<Seen>) {
@@ -65,7 +67,10 @@ async fn stand_in(script: Script) -> (String, Arc<Seen>) {
                 let out = json!({"serviceRevisions": [{
                     "serviceRevisionArn": GREEN,
                     "taskDefinition": "arn:aws:ecs:us-west-2:123456789012:task-definition/checkout:42",
-                    "resolvedConfiguration": {"loadBalancers": [{"targetGroupArn": TG}]}
+                    "resolvedConfiguration": {"loadBalancers": [{
+                        "targetGroupArn": TG,
+                        "productionListenerRule": "arn:aws:elasticloadbalancing:us-west-2:123456789012:listener-rule/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee"
+                    }]}
                 }], "failures": []});
                 return (StatusCode::OK, out.to_string()).into_response();
             }
@@ -89,6 +94,17 @@ async fn stand_in(script: Script) -> (String, Arc<Seen>) {
                 return (
                     StatusCode::OK,
                     r#"<DescribeTargetHealthResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><DescribeTargetHealthResult><TargetHealthDescriptions><member><Target><Id>10.0.3.17</Id><Port>8080</Port></Target><HealthCheckPort>8080</HealthCheckPort><TargetHealth><State>healthy</State></TargetHealth></member></TargetHealthDescriptions></DescribeTargetHealthResult><ResponseMetadata><RequestId>req-ok</RequestId></ResponseMetadata></DescribeTargetHealthResponse>"#.to_string(),
+                )
+                    .into_response();
+            }
+            if form.contains("Action=DescribeTargetGroups") {
+                seen.target_groups.fetch_add(1, Ordering::SeqCst);
+            }
+            if form.contains("Action=GetMetricData") {
+                seen.metric_queries.lock().unwrap().push(form);
+                return (
+                    StatusCode::OK,
+                    r#"<GetMetricDataResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/"><GetMetricDataResult><MetricDataResults></MetricDataResults><Messages/></GetMetricDataResult><ResponseMetadata><RequestId>req-cw</RequestId></ResponseMetadata></GetMetricDataResponse>"#.to_string(),
                 )
                     .into_response();
             }
@@ -305,4 +321,39 @@ fn the_documented_record_line_is_a_check_record() {
             serde_json::from_value(shown.clone()).unwrap();
         assert_eq!(serde_json::to_value(&record).unwrap(), shown);
     }
+}
+
+/// `${loadBalancer}` comes from the revision's production listener rule: no ELBv2 call.
+#[test]
+fn the_load_balancer_dimension_needs_no_elbv2_call() {
+    let rt = runtime();
+    let (endpoint, seen) = rt.block_on(stand_in(Script {
+        throttle_revisions: 0,
+        throttle_health: 0,
+        deny_health: false,
+    }));
+    let (answer, _) = gate(
+        &endpoint,
+        json!({"errors": {
+            "type": "metricThreshold",
+            "query": {"metric": {"namespace": "AWS/ApplicationELB", "name": "HTTPCode_Target_5XX_Count",
+                "dimensions": {"TargetGroup": "${greenTargetGroup}", "LoadBalancer": "${loadBalancer}"},
+                "stat": "Sum", "period": "1m"}},
+            "comparison": ">", "threshold": 5
+        }}),
+        3,
+    );
+    assert_eq!(
+        status(&answer),
+        "IN_PROGRESS",
+        "no datapoints yet: {answer}"
+    );
+    let queries = seen.metric_queries.lock().unwrap().clone();
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.contains("app%2Fshop%2F50dc6c495c0c9188")),
+        "{queries:?}"
+    );
+    assert_eq!(seen.target_groups.load(Ordering::SeqCst), 0);
 }

@@ -200,12 +200,22 @@ async fn extra_values(
             .cloned()
             .ok_or_else(|| "the new revision has no target group".to_string())?;
         if wants("loadBalancer") {
-            out.insert(
-                "loadBalancer",
-                ctx.facts
-                    .load_balancer_dimension(ctx.services, &tg, &ctx.budget)
-                    .await?,
-            );
+            // The revision's production listener rule names the load balancer; ask ELBv2
+            // only when it does not (CodeDeploy, or no listener rule).
+            let known = ctx
+                .facts
+                .known_revision()
+                .filter(|_| ctx.deployment.codedeploy.is_none())
+                .and_then(|r| r.load_balancer_dimension());
+            let lb = match known {
+                Some(lb) => lb,
+                None => {
+                    ctx.facts
+                        .load_balancer_dimension(ctx.services, &tg, &ctx.budget)
+                        .await?
+                }
+            };
+            out.insert("loadBalancer", lb);
         }
         out.insert("greenTargetGroup", dim(&tg).unwrap_or(tg));
     }
