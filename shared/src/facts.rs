@@ -170,7 +170,7 @@ impl Facts {
                     .and_then(|h| h.timeout_configuration())
                     .and_then(|t| t.timeout_in_minutes())
                     .unwrap_or(1440);
-                Ok(Some((expires - i64::from(minutes) * 60_000).max(0) as u64))
+                Ok(Some(expires.saturating_sub(i64::from(minutes) * 60_000).max(0) as u64))
             })
             .await
             .clone()
