@@ -473,8 +473,12 @@ async fn a_shortened_wait_moves_the_carried_due_times_earlier() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_back_delay_of_any_size_times_the_hook_out() {
-    let fake = FakeLambda::start(|c| match c.function.as_str() {
-        "stuck" => Reply::Json(json!({"hookStatus": "IN_PROGRESS", "callBackDelay": u64::MAX})),
+    // A second's wait first, then the largest delay an answer can give.
+    let fake = FakeLambda::start(|c| match (c.function.as_str(), c.n) {
+        ("stuck", 1) => Reply::Json(json!({"hookStatus": "IN_PROGRESS", "callBackDelay": 1})),
+        ("stuck", _) => {
+            Reply::Json(json!({"hookStatus": "IN_PROGRESS", "callBackDelay": u64::MAX}))
+        }
         _ => succeeded(),
     })
     .await;
