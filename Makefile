@@ -11,7 +11,7 @@ export PATH := $(VENV)/bin:$(PATH)
 CARGO_LAMBDA_VERSION := 1.9.2
 MOTO_VERSION := 5.2.1
 
-.PHONY: test demo tools postgres-binaries fmt lint unit schema watch bench bench-rollout clean-tools
+.PHONY: test demo tools postgres-binaries fmt lint unit schema watch bench bench-rollout fuzz-long clean-tools
 
 ## Install the tools the tests need into .tools/ (idempotent), and Debian's PostgreSQL
 ## server binaries when none are installed (the migration tests start a throwaway server).
@@ -73,6 +73,11 @@ bench-rollout:
 ## Regenerate docs/greenlight.schema.json from the Rust types.
 schema:
 	GREENLIGHT_UPDATE_SCHEMA=1 cargo test -p greenlight --test answers json_schema
+
+## The property tests of the parsers, the runner and carried state with many more cases:
+## PROPTEST_CASES of each (default 10,000; the default suite runs a few hundred).
+fuzz-long:
+	cargo test -p greenlight --test properties -- --ignored
 
 ## Serve the four functions locally on port 9000 (see events/README.md).
 watch: tools

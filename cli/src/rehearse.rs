@@ -11,7 +11,7 @@ use crate::invoke::{Invoker, Reply, SetupError};
 use crate::plan::{self, Phase, Step};
 use crate::report::{
     Failure, Invocation, Outcome, Reporter, StageResult, StageSummary, Status, StepView, Summary,
-    human,
+    human, millis,
 };
 use crate::service::{Hook, Service, Stage, TimeoutAction};
 
@@ -112,11 +112,12 @@ impl<'a> Rehearsal<'a> {
     }
 
     fn elapsed_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        millis(self.started.elapsed())
     }
 
     fn scaled(&self, d: Duration) -> Duration {
-        Duration::from_secs_f64(d.as_secs_f64() * self.options.time_scale)
+        Duration::try_from_secs_f64(d.as_secs_f64() * self.options.time_scale)
+            .unwrap_or(Duration::MAX)
     }
 
     /// Runs the deployment to its end: completed, or rolled back after a failure.
@@ -272,7 +273,7 @@ impl<'a> Rehearsal<'a> {
                 functions: done.iter().map(|r| r.function.clone()).collect(),
                 invocations: done.iter().map(|r| r.invocations).sum(),
                 result,
-                elapsed_ms: started.elapsed().as_millis() as u64,
+                elapsed_ms: millis(started.elapsed()),
                 deployment_seconds: done
                     .iter()
                     .map(|r| r.deployment_time.as_secs_f64())
@@ -330,7 +331,7 @@ impl<'a> Rehearsal<'a> {
                 hook_target_arn: hook.target_arn.clone(),
                 execution_id: execution_id.clone(),
                 invocation: run.invocations,
-                duration_ms: took.as_millis() as u64,
+                duration_ms: millis(took),
                 status: Status::InvocationError,
                 call_back_delay: None,
                 reason: None,
@@ -412,7 +413,7 @@ impl<'a> Rehearsal<'a> {
                      invoking it until its {}m timeout",
                     run.invocations, hook.timeout_minutes
                 ))
-            } else if run.deployment_time + delay > limit {
+            } else if run.deployment_time.saturating_add(delay) > limit {
                 Some(format!(
                     "still IN_PROGRESS after {} of deployment time, and its timeout is {}m",
                     human(run.deployment_time),
@@ -438,13 +439,16 @@ impl<'a> Rehearsal<'a> {
                     }
                 });
             }
-            run.deployment_time += delay;
+            run.deployment_time = run.deployment_time.saturating_add(delay);
             details = next_details(
                 hook.details.as_ref(),
                 answer.hook_details,
                 self.options.returned_details,
             );
             let wait = self.scaled(delay);
+            if let Some(d) = details.as_mut() {
+                move_due_times(d, delay.saturating_sub(wait));
+            }
             if rollback {
                 tokio::time::sleep(wait).await;
             } else {
@@ -474,10 +478,49 @@ impl<'a> Rehearsal<'a> {
     }
 }
 
+/// A scaled wait skips time the functions do not skip: Greenlight's carried due times
+/// (`greenlightState.checks.*.nextAtMs`, ms since the epoch) move earlier by as much, so
+/// that the next invocation finds its checks due as it would in ECS.
+pub fn move_due_times(details: &mut Value, skipped: Duration) {
+    let skipped = millis(skipped);
+    let Some(checks) = details
+        .pointer_mut("/greenlightState/checks")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for check in checks.values_mut() {
+        if let Some(at) = check.get("nextAtMs").and_then(Value::as_u64) {
+            check["nextAtMs"] = Value::from(at.saturating_sub(skipped));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn due_times_move_by_the_time_skipped() {
+        let mut details = json!({"greenlightState": {"checks": {
+            "h": {"nextAtMs": 1_000_000, "firstAtMs": 5},
+            "p": {"status": "passed"},
+            "early": {"nextAtMs": 10}
+        }}, "team": "payments"});
+        move_due_times(&mut details, Duration::from_millis(999_400));
+        assert_eq!(
+            details,
+            json!({"greenlightState": {"checks": {
+                "h": {"nextAtMs": 600, "firstAtMs": 5},
+                "p": {"status": "passed"},
+                "early": {"nextAtMs": 0}
+            }}, "team": "payments"})
+        );
+        let mut other = json!({"greenlightState": [1, 2]});
+        move_due_times(&mut other, Duration::MAX);
+        assert_eq!(other, json!({"greenlightState": [1, 2]}));
+    }
 
     #[test]
     fn returned_details() {

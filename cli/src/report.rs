@@ -192,6 +192,11 @@ fn elapsed(ms: u64) -> String {
     }
 }
 
+/// Whole milliseconds, saturating.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// `1h 2m 3s`, `4m 5s`, `6.2s`, `0.25s`.
 pub fn human(d: Duration) -> String {
     let secs = d.as_secs();
@@ -399,7 +404,7 @@ impl Reporter {
         if self.json {
             self.json_line(
                 "bake",
-                json!({"elapsedMs": elapsed_ms, "kind": kind, "minutes": minutes, "waitMs": wait.as_millis() as u64}),
+                json!({"elapsedMs": elapsed_ms, "kind": kind, "minutes": minutes, "waitMs": millis(wait)}),
             );
             return;
         }

@@ -438,6 +438,69 @@ async fn in_progress_is_invoked_again_with_the_returned_hook_details() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_shortened_wait_moves_the_carried_due_times_earlier() {
+    let svc = service(
+        blue_green(),
+        &[("waiter", &["POST_TEST_TRAFFIC_SHIFT"], None)],
+    );
+    for (scale, due) in [("0", 3_800_000), ("0.001", 3_801_200)] {
+        let fake = FakeLambda::start(|c| match (c.function.as_str(), c.n) {
+            ("waiter", 1) => {
+                Reply::Json(json!({"hookStatus": "IN_PROGRESS", "callBackDelay": 1200,
+                "hookDetails": {"greenlightState": {"checks": {
+                    "h": {"status": "pending", "attempts": 1, "nextAtMs": 5_000_000},
+                    "p": {"status": "passed", "attempts": 1}}}}}))
+            }
+            _ => succeeded(),
+        })
+        .await;
+        let run = rehearse(&fake, &svc, &["--time-scale", scale]).await;
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        let calls: Vec<Call> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.function == "waiter")
+            .collect();
+        assert_eq!(calls.len(), 2);
+        let checks = &calls[1].event["hookDetails"]["greenlightState"]["checks"];
+        // 1200 s waited as 1.2 s (or not at all): the due time is as much earlier.
+        let at = checks["h"]["nextAtMs"].as_u64().unwrap();
+        assert!(at.abs_diff(due) <= 1, "{scale}: {at}");
+        assert_eq!(checks["h"]["attempts"], 1);
+        assert_eq!(checks["p"], json!({"status": "passed", "attempts": 1}));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_back_delay_of_any_size_times_the_hook_out() {
+    // A second's wait first, then the largest delay an answer can give.
+    let fake = FakeLambda::start(|c| match (c.function.as_str(), c.n) {
+        ("stuck", 1) => Reply::Json(json!({"hookStatus": "IN_PROGRESS", "callBackDelay": 1})),
+        ("stuck", _) => {
+            Reply::Json(json!({"hookStatus": "IN_PROGRESS", "callBackDelay": u64::MAX}))
+        }
+        _ => succeeded(),
+    })
+    .await;
+    let svc = service(
+        blue_green(),
+        &[
+            ("gate", ALL_BUT_RECONCILE, None),
+            ("stuck", &["POST_TEST_TRAFFIC_SHIFT"], None),
+        ],
+    );
+    let run = rehearse(&fake, &svc, &[]).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("stuck at POST_TEST_TRAFFIC_SHIFT: still IN_PROGRESS after")
+            && run.stdout.contains("its timeout is 1440m"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn returned_hook_details_can_replace_the_configured_ones() {
     let fake = FakeLambda::start(|c| match c.n {
         1 => Reply::Json(json!({"hookStatus": "IN_PROGRESS", "callBackDelay": 1, "hookDetails": {"greenlightState": {"n": 1}}})),

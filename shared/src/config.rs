@@ -141,7 +141,8 @@ pub struct CheckCommon {
     #[serde(default)]
     pub on_first_deployment: FirstDeployment,
     /// The longest the check may stay undecided (pending, or retrying errors), counted from
-    /// its first evaluation in this deployment; then it fails. Default `10m`.
+    /// its first evaluation in this deployment; then it fails. At least the check's
+    /// `interval`. Default `10m`.
     #[serde(default = "default_within")]
     pub within: HumanDuration,
 }
@@ -466,6 +467,7 @@ fn parse_check(name: &str, value: &Value) -> Result<CheckConfig, ConfigError> {
         }
     }
     let within_set = common.contains_key("within");
+    let interval_set = own.contains_key("interval") || own.contains_key("lockPollInterval");
     let mut common: CheckCommon = typed(Value::Object(common), &at)?;
     if let Some(stages) = &common.stages {
         for (i, s) in stages.iter().enumerate() {
@@ -502,6 +504,27 @@ fn parse_check(name: &str, value: &Value) -> Result<CheckConfig, ConfigError> {
         if !within_set {
             common.within = HumanDuration(task.timeout.get() + std::time::Duration::from_secs(60));
         }
+    }
+    if let Some((key, interval)) = kind.interval()
+        && interval > common.within.get()
+    {
+        let (interval, within) = (HumanDuration(interval), common.within);
+        let (path, message) = if interval_set {
+            (
+                key,
+                format!(
+                    "is {interval}, longer than within ({within}): the check could not be evaluated again before it gives up; set {key} to at most {within}, or within to at least {interval}"
+                ),
+            )
+        } else {
+            (
+                "within",
+                format!(
+                    "is {within}, shorter than the {type_name} check's default {key} ({interval}): the check could not be evaluated again before it gives up; set within to at least {interval}, or {key} to at most {within}"
+                ),
+            )
+        };
+        return Err(ConfigError::new(format!("{at}.{path}"), message));
     }
     if let CheckKind::MigrationTask(task) = &kind
         && common.within.get() <= task.timeout.get()

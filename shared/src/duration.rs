@@ -7,6 +7,10 @@ use std::time::Duration;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The longest duration any setting may have: 24 hours, the longest an ECS lifecycle hook
+/// can be waited for (`timeoutInMinutes` is at most 1440, the default).
+pub const MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// A duration written as a human string (`"500ms"`, `"30s"`, `"5m"`, `"1h 30m"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct HumanDuration(pub Duration);
@@ -33,11 +37,20 @@ impl fmt::Display for HumanDuration {
     }
 }
 
-/// Parses a human duration, with a message a person can act on.
+/// Parses a human duration of at most [`MAX`], with a message a person can act on.
 pub fn parse(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
         format!("invalid duration {s:?} ({e}); write a number with a unit, such as \"500ms\", \"30s\", \"5m\" or \"1h 30m\"")
-    })
+    })?;
+    if d > MAX {
+        return Err(format!("duration {s:?} is longer than the maximum, 24h"));
+    }
+    Ok(d)
+}
+
+/// Whole milliseconds, saturating (a `Duration` holds more than `u64` milliseconds).
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl<'de> Deserialize<'de> for HumanDuration {
@@ -70,7 +83,7 @@ impl JsonSchema for HumanDuration {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "description": "A duration: a number with a unit (ms, s, m, h), e.g. \"500ms\", \"30s\", \"5m\", \"1h 30m\".",
+            "description": "A duration: a number with a unit (ms, s, m, h), e.g. \"500ms\", \"30s\", \"5m\", \"1h 30m\". At most 24h.",
             "pattern": "^\\s*[0-9]+\\s*[a-zµ]+(\\s*[0-9]+\\s*[a-zµ]+)*\\s*$",
             "examples": ["30s", "5m"]
         })
@@ -95,5 +108,24 @@ mod tests {
         assert!(e.contains("\"5 parsecs\"") && e.contains("\"30s\""), "{e}");
         let e = parse("30").unwrap_err();
         assert!(e.contains("unit"), "{e}");
+    }
+
+    #[test]
+    fn longer_than_a_day_is_refused() {
+        assert_eq!(parse("24h").unwrap(), MAX);
+        assert_eq!(parse("1day").unwrap(), MAX);
+        for s in ["24h 1ms", "25h", "2days", "99999999999h", "500000000000y"] {
+            let e = parse(s).unwrap_err();
+            assert!(
+                e.contains(&format!("{s:?}")) && e.contains("maximum, 24h"),
+                "{s}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn millis_saturate() {
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
     }
 }

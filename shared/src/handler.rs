@@ -25,6 +25,7 @@ use crate::config::{
 };
 use crate::deployment::{Deployment, Protocol};
 use crate::discovery;
+use crate::duration::millis;
 use crate::facts::Facts;
 use crate::notify;
 use crate::protocol::codedeploy::Continuation;
@@ -104,8 +105,8 @@ impl Decision {
 
     /// Stamps the time taken and the budget into the record.
     fn stamp(&mut self, started: Instant, budget: &Budget) {
-        self.record.elapsed_ms = started.elapsed().as_millis() as u64;
-        self.record.budget_ms = budget.end().saturating_duration_since(started).as_millis() as u64;
+        self.record.elapsed_ms = millis(started.elapsed());
+        self.record.budget_ms = millis(budget.end().saturating_duration_since(started));
     }
 }
 
@@ -504,11 +505,13 @@ async fn decide_codedeploy(
         Ok(c) => c,
         Err(e) => return Decision::failed(role, e.to_string(), Some(deployment)),
     };
+    // A chain start in the future would stretch codeDeployMaxWait.
     let chain_started = ev
         .continuation
         .as_ref()
         .map(|c| c.chain_started_at_ms)
-        .unwrap_or_else(runner::now_ms);
+        .unwrap_or(u64::MAX)
+        .min(runner::now_ms());
     let hop = ev.continuation.as_ref().map(|c| c.hop).unwrap_or(0);
     let prior = ev
         .continuation
@@ -529,7 +532,7 @@ async fn decide_codedeploy(
         d.call_back_delay = None;
         d.record.reason = why;
     };
-    if waited + delay >= limit.get() {
+    if waited.saturating_add(delay) >= limit.get() {
         let why = format!(
             "undecided after {} (codeDeployMaxWait {limit}): {}",
             crate::duration::HumanDuration(Duration::from_secs(waited.as_secs())),
@@ -552,8 +555,8 @@ async fn decide_codedeploy(
                 .map(|s| serde_json::to_value(s).unwrap_or_default())
                 .unwrap_or_default(),
             chain_started_at_ms: chain_started,
-            hop: hop + 1,
-            not_before_ms: runner::now_ms() + delay.as_millis() as u64,
+            hop: hop.saturating_add(1),
+            not_before_ms: runner::now_ms().saturating_add(millis(delay)),
         });
     }
     d

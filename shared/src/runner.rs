@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use crate::aws::{CallCount, Calls, add_counts};
 use crate::budget::Budget;
 use crate::config::{CheckConfig, OnError};
+use crate::duration::{self, HumanDuration, millis};
 use crate::record::CheckRecord;
 use crate::verdict::{Evaluation, Outcome};
 
@@ -42,11 +43,19 @@ pub struct CheckState {
     pub reason: String,
     /// Observations in a row that AWS throttled or failed on its side (see
     /// [`Outcome::Unobserved`]); the next one backs off longer.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub unobserved: u32,
     /// The check's own state.
     #[serde(default)]
     pub data: Value,
+    /// When the next evaluation is due (ms since the epoch; 0: at once). A call-back before
+    /// then evaluates nothing and answers with the time still to wait.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub next_at_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// State carried between invocations of one hook in one deployment.
@@ -82,14 +91,14 @@ impl RunState {
     }
 }
 
-fn is_zero(n: &u32) -> bool {
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(millis)
         .unwrap_or(0)
 }
 
@@ -151,6 +160,11 @@ pub fn unobserved_backoff(n: u32) -> Duration {
     exp / 2 + (exp / 2).mul_f64(fastrand::f64())
 }
 
+/// The range of `callBackDelay`. ECS documents no maximum; a call-back before any check is
+/// due costs one short invocation that evaluates nothing, so the wait is capped.
+pub const MIN_CALL_BACK: Duration = Duration::from_secs(1);
+pub const MAX_CALL_BACK: Duration = Duration::from_secs(15 * 60);
+
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -169,6 +183,8 @@ struct Live<'a> {
     state: CheckState,
     decided: Option<Decided>,
     next_at: Instant,
+    /// When `within` runs out: the next evaluation is never later.
+    deadline: Instant,
     record: Option<CheckRecord>,
     /// The AWS calls its evaluations made in this invocation.
     calls: BTreeMap<String, CallCount>,
@@ -191,7 +207,7 @@ fn record(
         observed: ev.observed.clone(),
         expected: ev.expected.clone(),
         attempts,
-        duration_ms: took.as_millis() as u64,
+        duration_ms: millis(took),
         aws_calls: BTreeMap::new(),
     }
 }
@@ -200,7 +216,7 @@ fn record(
 fn judge(live: &mut Live<'_>, ev: Evaluation, took: Duration) {
     let check = live.check;
     let common = &check.common;
-    live.state.attempts += 1;
+    live.state.attempts = live.state.attempts.saturating_add(1);
     live.state.data = ev.state.clone();
     let elapsed = Duration::from_millis(now_ms().saturating_sub(live.state.first_at_ms));
     let overdue = elapsed >= common.within.get();
@@ -305,7 +321,7 @@ pub async fn run<'a>(
     evaluate: &Evaluator<'a>,
 ) -> RunReport {
     let mut state = prior;
-    state.invocations += 1;
+    state.invocations = state.invocations.saturating_add(1);
     let start_ms = now_ms();
     let now = Instant::now();
     // The gate's first observations in a deployment start together after a short random
@@ -317,12 +333,14 @@ pub async fn run<'a>(
     } else {
         now
     };
+    // A time carried in the state, as an instant of this invocation (at most a day away).
+    let at = |ms: u64| now + Duration::from_millis(ms.saturating_sub(start_ms)).min(duration::MAX);
     let mut lives: Vec<Live<'a>> = checks
         .iter()
         .map(|check| {
             let carried = state.checks.get(&check.name).cloned();
             let passed_before = carried.as_ref().is_some_and(|c| c.status == "passed");
-            let cs = carried.unwrap_or(CheckState {
+            let mut cs = carried.unwrap_or(CheckState {
                 status: "pending".into(),
                 effect: String::new(),
                 first_at_ms: start_ms,
@@ -330,6 +348,37 @@ pub async fn run<'a>(
                 reason: String::new(),
                 unobserved: 0,
                 data: Value::Null,
+                next_at_ms: 0,
+            });
+            // A start in the future would stretch `within`; no wait goes past it.
+            cs.first_at_ms = cs.first_at_ms.min(start_ms);
+            let deadline_ms = cs
+                .first_at_ms
+                .saturating_add(millis(check.common.within.get()));
+            cs.next_at_ms = cs.next_at_ms.min(deadline_ms);
+            let (deadline, next_at) = (at(deadline_ms), at(cs.next_at_ms));
+            let not_due = (!passed_before && next_at > now).then(|| CheckRecord {
+                name: check.name.clone(),
+                kind: check.kind.type_name().to_string(),
+                verdict: "pending".into(),
+                effect: if cs.effect == "retrying" {
+                    "retrying"
+                } else {
+                    "waiting"
+                }
+                .into(),
+                reason: format!(
+                    "next evaluation due in {}: {}",
+                    HumanDuration(Duration::from_secs(
+                        next_at.saturating_duration_since(now).as_secs_f64().ceil() as u64,
+                    )),
+                    cs.reason
+                ),
+                observed: Value::Null,
+                expected: Value::Null,
+                attempts: cs.attempts,
+                duration_ms: 0,
+                aws_calls: BTreeMap::new(),
             });
             let record = passed_before.then(|| CheckRecord {
                 name: check.name.clone(),
@@ -351,8 +400,9 @@ pub async fn run<'a>(
                 check,
                 decided: passed_before.then_some(Decided::Passed),
                 state: cs,
-                next_at: first_at,
-                record,
+                next_at: next_at.max(first_at),
+                deadline,
+                record: record.or(not_due),
                 calls: BTreeMap::new(),
             }
         })
@@ -423,7 +473,12 @@ pub async fn run<'a>(
         let now = Instant::now();
         for &(i, d) in &waits {
             if due.contains(&i) {
-                lives[i].next_at = now + d;
+                let l = &mut lives[i];
+                l.next_at = (now + d.min(duration::MAX))
+                    .min(l.deadline)
+                    .max(now + MIN_RETRY);
+                let wait = l.next_at.saturating_duration_since(now);
+                l.state.next_at_ms = now_ms().saturating_add(millis(wait));
             }
         }
         let next = waits
@@ -437,14 +492,17 @@ pub async fn run<'a>(
         }
         let after = next
             .saturating_duration_since(Instant::now())
-            .max(Duration::from_secs(1));
+            .clamp(MIN_CALL_BACK, MAX_CALL_BACK);
         break RunVerdict::Pending {
             call_back_after: after,
         };
     };
 
     let mut records = Vec::new();
-    for l in &lives {
+    for l in &mut lives {
+        if l.state.status == "passed" {
+            l.state.next_at_ms = 0;
+        }
         let mut r = l.record.clone().unwrap_or_else(|| CheckRecord {
             name: l.check.name.clone(),
             kind: l.check.kind.type_name().to_string(),

@@ -108,6 +108,36 @@ async fn invalid_configurations_fail_closed_naming_the_field() {
             "at checks.h.within: must be longer than zero",
         ),
         (
+            json!({"checks": {"h": {"type": "http", "url": "http://x/", "interval": "500000000000y"}}}),
+            "at checks.h.interval: duration \"500000000000y\" is longer than the maximum, 24h",
+        ),
+        (
+            json!({"checks": {"h": {"type": "http", "url": "http://x/", "interval": "99999999999h"}}}),
+            "at checks.h.interval: duration \"99999999999h\" is longer than the maximum, 24h",
+        ),
+        (
+            json!({"checks": {"h": {"type": "http", "url": "http://x/", "within": "24h 1s"}}}),
+            "at checks.h.within: duration \"24h 1s\" is longer than the maximum, 24h",
+        ),
+        (
+            json!({"checks": {"c": {"type": "canary", "window": "500000000000y",
+                "canary": {"metric": {"namespace": "A", "name": "L"}}, "baseline": {"metric": {"namespace": "A", "name": "L"}}}}}),
+            "at checks.c.window: duration \"500000000000y\" is longer than the maximum, 24h",
+        ),
+        (
+            json!({"codeDeployMaxWait": "500000000000y"}),
+            "at codeDeployMaxWait: duration \"500000000000y\" is longer than the maximum, 24h",
+        ),
+        (
+            json!({"checks": {"h": {"type": "http", "url": "http://x/", "interval": "2h", "within": "5m"}}}),
+            "at checks.h.interval: is 2h, longer than within (5m): the check could not be evaluated again before it gives up",
+        ),
+        (
+            json!({"checks": {"c": {"type": "canary", "within": "30s",
+                "canary": {"metric": {"namespace": "A", "name": "L"}}, "baseline": {"metric": {"namespace": "A", "name": "L"}}}}}),
+            "at checks.c.within: is 30s, shorter than the canary check's default interval (1m)",
+        ),
+        (
             json!({"checks": {"h": {"type": "http", "url": "http://x/", "method": "BREW"}}}),
             "at checks.h.method: \"BREW\" is not one of",
         ),

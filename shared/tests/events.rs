@@ -366,6 +366,17 @@ fn table() -> BTreeMap<&'static str, Expect> {
                 "hookDetails.greenlight at checks.health.timeout: invalid duration \"2 fortnights\"",
             ),
         ),
+        (
+            "bad-config-duration-too-long.json",
+            e(
+                BeforeAllowTraffic,
+                "ecs",
+                Some("TEST_TRAFFIC_SHIFT"),
+                Forward,
+                "FAILED",
+                "hookDetails.greenlight at checks.health.interval: duration \"500000000000y\" is longer than the maximum, 24h",
+            ),
+        ),
     ])
 }
 

@@ -104,6 +104,153 @@ async fn a_wrong_body_fails_with_the_mismatch() {
     );
 }
 
+/// An app whose `/health` answers 503 and counts the requests.
+async fn failing_app() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+) {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let count = n.clone();
+    let addr = serve(Router::new().route(
+        "/health",
+        get(move || {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { axum::http::StatusCode::SERVICE_UNAVAILABLE }
+        }),
+    ))
+    .await;
+    (addr, n)
+}
+
+/// The next invocation of an IN_PROGRESS hook: the same event with the returned hookDetails.
+fn called_back(ev: &Value, answer: &Value) -> Value {
+    let mut next = ev.clone();
+    next["hookDetails"] = answer["hookDetails"].clone();
+    next
+}
+
+#[tokio::test]
+async fn an_early_call_back_probes_nothing_and_answers_with_the_time_left() {
+    for (interval, first_delay) in [("10m", 600), ("20m", 900)] {
+        let (addr, requests) = failing_app().await;
+        let checks = json!({"h": {"type": "http", "url": format!("http://{addr}/health"),
+            "interval": interval, "failureLimit": 5, "within": "1h"}});
+        let ev = with_checks("ecs-test-traffic-shift.json", checks);
+        let services = services_with(None);
+        let first = run(&services, Role::BeforeAllowTraffic, &ev, 3).await;
+        assert_eq!(first["hookStatus"], "IN_PROGRESS", "{first:#}");
+        assert_eq!(first["callBackDelay"], first_delay, "{first:#}");
+        assert!(
+            reason(&first).contains("failure 1 of 5 tolerated"),
+            "{}",
+            reason(&first)
+        );
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let second = run(
+            &services,
+            Role::BeforeAllowTraffic,
+            &called_back(&ev, &first),
+            3,
+        )
+        .await;
+        assert_eq!(second["hookStatus"], "IN_PROGRESS", "{second:#}");
+        assert_eq!(
+            requests.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "a call-back before the next attempt is due sends no request"
+        );
+        let delay = second["callBackDelay"].as_u64().unwrap();
+        if interval == "10m" {
+            assert!((590..=598).contains(&delay), "{second:#}");
+        } else {
+            assert_eq!(delay, 900, "at most 15 minutes: {second:#}");
+        }
+        let wait = if interval == "10m" { "9m 5" } else { "19m 5" };
+        assert!(
+            reason(&second).starts_with(&format!("waiting for h: next evaluation due in {wait}"))
+                && reason(&second).contains("failure 1 of 5 tolerated"),
+            "{}",
+            reason(&second)
+        );
+        let state = &second["hookDetails"]["greenlightState"];
+        assert_eq!(state["invocations"], 2);
+        assert_eq!(state["checks"]["h"]["attempts"], 1);
+        assert_eq!(
+            state["checks"]["h"], first["hookDetails"]["greenlightState"]["checks"]["h"],
+            "the check's carried state is untouched"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_call_back_comes_before_within_runs_out() {
+    let (addr, requests) = failing_app().await;
+    let checks = json!({"h": {"type": "http", "url": format!("http://{addr}/health"),
+        "interval": "5m", "failureLimit": 5, "within": "5m"}});
+    let ev = with_checks("ecs-test-traffic-shift.json", checks);
+    let services = services_with(None);
+    let first = run(&services, Role::BeforeAllowTraffic, &ev, 3).await;
+    assert_eq!(first["callBackDelay"], 300, "{first:#}");
+    // Called back when the attempt is due, three minutes into the five: the next is at
+    // the deadline, two minutes away, not five.
+    let mut next = called_back(&ev, &first);
+    let h = &mut next["hookDetails"]["greenlightState"]["checks"]["h"];
+    h["firstAtMs"] = json!(h["firstAtMs"].as_u64().unwrap() - 180_000);
+    h["nextAtMs"] = json!(0);
+    let second = run(&services, Role::BeforeAllowTraffic, &next, 3).await;
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(second["hookStatus"], "IN_PROGRESS", "{second:#}");
+    let delay = second["callBackDelay"].as_u64().unwrap();
+    assert!((118..=120).contains(&delay), "{second:#}");
+}
+
+#[tokio::test]
+async fn forged_streak_counters_at_their_maximum_do_not_panic() {
+    let (addr, requests) = failing_app().await;
+    let url = format!("http://{addr}/health");
+    let checks =
+        json!({"h": {"type": "http", "url": url, "failureLimit": 5, "consecutiveSuccesses": 3}});
+    let ev = with_checks("ecs-test-traffic-shift.json", checks);
+    let services = services_with(None);
+    let first = run(&services, Role::BeforeAllowTraffic, &ev, 3).await;
+    assert_eq!(first["hookStatus"], "IN_PROGRESS", "{first:#}");
+    let mut next = called_back(&ev, &first);
+    let state = &mut next["hookDetails"]["greenlightState"];
+    state["invocations"] = json!(u32::MAX);
+    state["startedAtMs"] = json!(u64::MAX);
+    let recent: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    state["checks"]["h"] = json!({"status": "pending", "firstAtMs": u64::MAX, "attempts": u32::MAX,
+        "reason": "forged", "nextAtMs": 0,
+        "data": {url.clone(): {"attempts": u32::MAX, "failures": 2, "successesInARow": u32::MAX,
+            "passed": false, "recent": recent, "lastReason": ""}}});
+    let second = run(&services, Role::BeforeAllowTraffic, &next, 3).await;
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(second["hookStatus"], "IN_PROGRESS", "{second:#}");
+    let carried = &second["hookDetails"]["greenlightState"];
+    assert_eq!(carried["invocations"], u32::MAX);
+    assert_eq!(carried["checks"]["h"]["attempts"], u32::MAX);
+    let streak = &carried["checks"]["h"]["data"][&url];
+    assert_eq!(streak["attempts"], u32::MAX);
+    assert_eq!(streak["failures"], 3);
+    assert_eq!(streak["recent"].as_array().unwrap().len(), 5);
+    assert!(carried["checks"]["h"]["firstAtMs"].as_u64().unwrap() <= greenlight::runner::now_ms());
+
+    // At the failure limit, with every counter at its maximum: the check fails.
+    let mut next = called_back(&ev, &second);
+    let h = &mut next["hookDetails"]["greenlightState"]["checks"]["h"];
+    h["nextAtMs"] = json!(0);
+    h["data"][&url]["failures"] = json!(u32::MAX);
+    let third = run(&services, Role::BeforeAllowTraffic, &next, 3).await;
+    assert_eq!(third["hookStatus"], "FAILED", "{third:#}");
+    assert!(
+        reason(&third).contains("answered 503"),
+        "{}",
+        reason(&third)
+    );
+}
+
 #[tokio::test]
 async fn a_flapping_target_is_caught_by_the_failure_limit() {
     let n = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));

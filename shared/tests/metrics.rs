@@ -276,6 +276,13 @@ async fn bake_window_passes_clean_and_carries_its_start_across_invocations() {
     let second = run(&env, &again, 10).await;
     assert_eq!(second["hookStatus"], "SUCCEEDED", "{second:#}");
     assert!(greenlight::runner::now_ms() - started >= 4000);
+    // A window start in the future (forged state) counts as now: the window still ends.
+    let mut forged = ev.clone();
+    forged["hookDetails"] = first["hookDetails"].clone();
+    forged["hookDetails"]["greenlightState"]["checks"]["errors"]["data"]["startedAtMs"] =
+        json!(u64::MAX);
+    let third = run(&env, &forged, 10).await;
+    assert_eq!(third["hookStatus"], "SUCCEEDED", "{third:#}");
     // The same check with a breach fails at once, without waiting for the window.
     env.put(
         "Error5xxRate",

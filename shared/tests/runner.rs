@@ -120,8 +120,9 @@ async fn retry_policy_waits_then_answers_pending_and_gives_up_after_within() {
     );
     assert_eq!(r.checks[0].effect, "retrying");
     // Past `within`, the same error blocks.
-    let cs =
-        checks(json!({"checks": {"flaky": http(json!({"onError": "retry", "within": "1s"}))}}));
+    let cs = checks(
+        json!({"checks": {"flaky": http(json!({"onError": "retry", "within": "1s", "interval": "1s"}))}}),
+    );
     let mut prior = r.state.clone();
     prior.checks.get_mut("flaky").unwrap().first_at_ms -= 5_000;
     let r = run_prior(&cs, prior, Duration::from_secs(1), |_, _| {
@@ -234,7 +235,10 @@ async fn a_dry_run_failure_keeps_its_effect_in_later_invocations() {
     .await;
     assert!(matches!(first.verdict, RunVerdict::Pending { .. }));
     let cs = checks(cfg);
-    let second = run_prior(&cs, first.state, Duration::from_secs(1), |_, _| {
+    // Called back when `slow` is due.
+    let mut prior = first.state;
+    prior.checks.get_mut("slow").unwrap().next_at_ms = runner::now_ms();
+    let second = run_prior(&cs, prior, Duration::from_secs(1), |_, _| {
         Box::pin(async { Evaluation::pass("ready") })
     })
     .await;
@@ -246,4 +250,209 @@ async fn a_dry_run_failure_keeps_its_effect_in_later_invocations() {
         "{}",
         second.reason
     );
+}
+
+fn pending_after(r: &runner::RunReport) -> Duration {
+    match r.verdict {
+        RunVerdict::Pending { call_back_after } => call_back_after,
+        ref v => panic!("{v:?}: {}", r.reason),
+    }
+}
+
+#[tokio::test]
+async fn a_call_back_is_never_later_than_within_nor_than_fifteen_minutes() {
+    // The check asks for two hours; it must decide within five minutes.
+    let r = run_with(
+        json!({"checks": {"p": http(json!({"within": "5m"}))}}),
+        Duration::from_millis(300),
+        |_, _| Box::pin(async { Evaluation::pending(Duration::from_secs(7200), "not yet") }),
+    )
+    .await;
+    let after = pending_after(&r);
+    assert!(
+        after <= Duration::from_secs(300) && after >= Duration::from_secs(298),
+        "{after:?}"
+    );
+    // Three minutes later (as carried), two are left.
+    let cs = checks(json!({"checks": {"p": http(json!({"within": "5m"}))}}));
+    let mut prior = r.state.clone();
+    let p = prior.checks.get_mut("p").unwrap();
+    p.first_at_ms -= 180_000;
+    p.next_at_ms = 0;
+    let r = run_prior(&cs, prior, Duration::from_millis(300), |_, _| {
+        Box::pin(async { Evaluation::pending(Duration::from_secs(7200), "not yet") })
+    })
+    .await;
+    let after = pending_after(&r);
+    assert!(
+        after <= Duration::from_secs(120) && after >= Duration::from_secs(118),
+        "{after:?}"
+    );
+    // With a day to decide, ECS is still asked to call back within fifteen minutes.
+    let r = run_with(
+        json!({"checks": {"p": http(json!({"within": "24h"}))}}),
+        Duration::from_millis(300),
+        |_, _| Box::pin(async { Evaluation::pending(Duration::from_secs(7200), "not yet") }),
+    )
+    .await;
+    assert_eq!(pending_after(&r), runner::MAX_CALL_BACK);
+    // At the deadline the check is evaluated a last time, and blocks.
+    let cs = checks(json!({"checks": {"p": http(json!({"within": "1s", "interval": "1s"}))}}));
+    let r = run_prior(&cs, RunState::fresh("d"), Duration::from_secs(3), |_, _| {
+        Box::pin(async { Evaluation::pending(Duration::from_secs(7200), "not yet") })
+    })
+    .await;
+    assert_eq!(r.verdict, RunVerdict::Failed, "{}", r.reason);
+    assert!(
+        r.reason.contains("still undecided after 1s (within)"),
+        "{}",
+        r.reason
+    );
+    assert_eq!(r.state.checks["p"].attempts, 2);
+}
+
+/// `slow` stays pending for 20 minutes at a time, counting its evaluations in its state;
+/// any other check passes. Every evaluation is counted in `calls`.
+fn counting(
+    calls: &AtomicU32,
+) -> impl for<'b> Fn(&'b CheckConfig, Value) -> BoxFuture<'b, Evaluation> + Sync + Copy + '_ {
+    move |c, data| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let slow = c.name == "slow";
+        Box::pin(async move {
+            if slow {
+                let n = data.as_u64().unwrap_or(0) + 1;
+                Evaluation::pending(
+                    Duration::from_secs(1200),
+                    format!("failure {n} of 5 tolerated"),
+                )
+                .state(json!(n))
+            } else {
+                Evaluation::pass("ok")
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_call_back_before_the_next_attempt_is_due_evaluates_nothing() {
+    let calls = AtomicU32::new(0);
+    let cfg = json!({"checks": {"slow": http(json!({"within": "1h"})), "done": http(json!({}))}});
+    let eval = counting(&calls);
+    let first = run_with(cfg.clone(), Duration::from_millis(300), eval).await;
+    assert!(pending_after(&first) >= Duration::from_secs(899));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let due = first.state.checks["slow"].next_at_ms;
+    assert!(due >= runner::now_ms() + 1_199_000, "{due}");
+    assert!(due <= runner::now_ms() + 1_321_000, "{due}");
+
+    // Called back early: nothing is evaluated, nothing carried changes.
+    let cs = checks(cfg.clone());
+    let second = run_prior(&cs, first.state.clone(), Duration::from_millis(300), eval).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "no evaluation before it is due"
+    );
+    let after = pending_after(&second);
+    assert_eq!(after, runner::MAX_CALL_BACK);
+    let slow = &second.state.checks["slow"];
+    assert_eq!(slow.attempts, 1);
+    assert_eq!(slow.data, json!(1));
+    assert_eq!(slow, &first.state.checks["slow"], "nothing carried changes");
+    assert_eq!(second.state.invocations, 2);
+    let rec = second.checks.iter().find(|c| c.name == "slow").unwrap();
+    assert_eq!(
+        (rec.verdict.as_str(), rec.effect.as_str()),
+        ("pending", "waiting")
+    );
+    // Due in 20 minutes, lengthened by up to a tenth at random (jitter).
+    assert!(
+        second
+            .reason
+            .starts_with("waiting for slow: next evaluation due in ")
+            && ["19m 59s: ", "20m", "21m", "22m: "]
+                .iter()
+                .any(|d| second.reason.contains(&format!("due in {d}")))
+            && second.reason.ends_with("failure 1 of 5 tolerated"),
+        "{}",
+        second.reason
+    );
+
+    // Once it is due, it is evaluated again and its state goes on.
+    let mut prior = second.state.clone();
+    prior.checks.get_mut("slow").unwrap().next_at_ms = runner::now_ms() - 1;
+    let third = run_prior(&cs, prior, Duration::from_millis(300), eval).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(third.state.checks["slow"].attempts, 2);
+    assert_eq!(third.state.checks["slow"].data, json!(2));
+
+    // Due within the budget: the runner waits for it in this invocation.
+    let mut prior = third.state.clone();
+    prior.checks.get_mut("slow").unwrap().next_at_ms = runner::now_ms() + 200;
+    let fourth = run_prior(&cs, prior, Duration::from_secs(2), eval).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(fourth.state.checks["slow"].attempts, 3);
+}
+
+#[tokio::test]
+async fn forged_counters_at_their_maximum_do_not_panic() {
+    let cfg =
+        json!({"checks": {"p": http(json!({"within": "5m"})), "q": http(json!({"within": "5m"}))}});
+    let cs = checks(cfg);
+    for (first_at_ms, next_at_ms) in [(u64::MAX, u64::MAX), (0, 0), (u64::MAX, 0), (0, u64::MAX)] {
+        let mut prior = RunState::fresh("d");
+        prior.invocations = u32::MAX;
+        prior.started_at_ms = u64::MAX;
+        for name in ["p", "q"] {
+            prior.checks.insert(
+                name.into(),
+                runner::CheckState {
+                    status: "pending".into(),
+                    effect: "waiting".into(),
+                    first_at_ms,
+                    attempts: u32::MAX,
+                    reason: "forged".into(),
+                    unobserved: u32::MAX,
+                    data: json!({"attempts": u32::MAX, "startedAtMs": u64::MAX}),
+                    next_at_ms,
+                },
+            );
+        }
+        let r = run_prior(&cs, prior, Duration::from_millis(300), |c, _| {
+            let q = c.name == "q";
+            Box::pin(async move {
+                if q {
+                    Evaluation::pass("ok")
+                } else {
+                    Evaluation::pending(Duration::MAX, "not yet")
+                }
+            })
+        })
+        .await;
+        assert_eq!(r.state.invocations, u32::MAX);
+        match r.verdict {
+            // A start in the future counts as now: five minutes are left at most.
+            RunVerdict::Pending { call_back_after } => {
+                assert!(
+                    call_back_after <= Duration::from_secs(300),
+                    "{call_back_after:?}"
+                );
+                assert!(r.state.checks["p"].first_at_ms <= runner::now_ms());
+            }
+            // A start long ago: `within` has run out.
+            RunVerdict::Failed => assert!(
+                r.reason.contains("still undecided after 5m"),
+                "{}",
+                r.reason
+            ),
+            RunVerdict::Succeeded => panic!("{}", r.reason),
+        }
+        for c in r.state.checks.values() {
+            assert!(
+                c.attempts == u32::MAX && c.next_at_ms <= runner::now_ms() + 300_000,
+                "{c:?}"
+            );
+        }
+    }
 }

@@ -383,7 +383,7 @@ async fn probe(
             };
             return Ok(Answer {
                 status: Ok(status),
-                latency_ms: started.elapsed().as_millis() as u64,
+                latency_ms: crate::duration::millis(started.elapsed()),
                 body,
             });
         }
@@ -402,7 +402,7 @@ async fn probe(
     };
     Ok(Answer {
         status,
-        latency_ms: started.elapsed().as_millis() as u64,
+        latency_ms: crate::duration::millis(started.elapsed()),
         body: String::new(),
     })
 }
@@ -479,7 +479,7 @@ async fn evaluate_url(
         .map(|b| template::render(b, d))
         .transpose()?;
     let answer = probe(c, url, &headers, body.as_deref(), ctx).await?;
-    streak.attempts += 1;
+    streak.attempts = streak.attempts.saturating_add(1);
     let expected: Vec<String> = c.expect_status.iter().map(ToString::to_string).collect();
     let expected_text = expected.join(" or ");
     let (healthy, word, why) = match &answer.status {
@@ -502,12 +502,12 @@ async fn evaluate_url(
     };
     streak.recent.push(word.clone());
     if streak.recent.len() > 5 {
-        streak.recent.remove(0);
+        streak.recent = streak.recent.split_off(streak.recent.len() - 5);
     }
     if healthy {
-        streak.successes_in_a_row += 1;
+        streak.successes_in_a_row = streak.successes_in_a_row.saturating_add(1);
     } else {
-        streak.failures += 1;
+        streak.failures = streak.failures.saturating_add(1);
         streak.successes_in_a_row = 0;
     }
     let observed = json!({

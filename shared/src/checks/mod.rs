@@ -45,6 +45,24 @@ impl CheckKind {
         }
     }
 
+    /// The key and value of the wait between evaluations, for checks that poll.
+    pub fn interval(&self) -> Option<(&'static str, std::time::Duration)> {
+        let d = match self {
+            CheckKind::Http(c) => c.interval,
+            CheckKind::TargetHealth(c) => c.interval,
+            CheckKind::TaskHealth(c) => c.interval,
+            CheckKind::MetricThreshold(c) => c.interval,
+            CheckKind::Alarms(c) => c.interval,
+            CheckKind::Canary(c) => c.interval,
+            CheckKind::MigrationTask(c) => c.interval,
+            CheckKind::PostgresMigrations(c) => {
+                return Some(("lockPollInterval", c.lock_poll_interval.get()));
+            }
+            CheckKind::ImageAdmission(_) => return None,
+        };
+        Some(("interval", d.get()))
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             CheckKind::Http(_) => "http",

@@ -193,7 +193,10 @@ pub async fn post(
             };
         }
         let wait = backoff(attempts).max(wait_at_least.unwrap_or_default());
-        if Instant::now() + wait >= limit {
+        if Instant::now()
+            .checked_add(wait)
+            .is_none_or(|at| at >= limit)
+        {
             return Attempted {
                 result: Err(format!(
                     "{error} (after {attempts} attempts; the next would pass the invocation's deadline)"
@@ -228,5 +231,40 @@ mod tests {
         );
         assert!(backoff(2) >= Duration::from_millis(500));
         assert!(backoff(9) <= Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_of_any_size_gives_up_before_the_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 18446744073709551615\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let url = reqwest::Url::parse(&format!("http://{addr}/hook")).unwrap();
+        let sent = post(
+            &reqwest::Client::new(),
+            &url,
+            HeaderMap::new(),
+            b"{}".to_vec(),
+            Duration::from_secs(2),
+            3,
+            Instant::now() + Duration::from_secs(5),
+            &Redactor::default(),
+        )
+        .await;
+        assert_eq!(sent.attempts, 1);
+        let error = sent.result.unwrap_err();
+        assert!(
+            error.contains("answered 503")
+                && error.contains("would pass the invocation's deadline"),
+            "{error}"
+        );
     }
 }

@@ -437,7 +437,7 @@ async fn run(
             delivered: r.attempted.result.is_ok(),
             attempts: r.attempted.attempts,
             error: r.attempted.result.clone().err(),
-            duration_ms: r.took.as_millis() as u64,
+            duration_ms: crate::duration::millis(r.took),
         };
         match &r.attempted.result {
             Ok(()) => {

@@ -332,7 +332,7 @@ impl Notice {
             "function": self.function,
             "stage": self.stage,
             "invocation": self.invocation,
-            "durationMs": self.duration.as_millis() as u64,
+            "durationMs": crate::duration::millis(self.duration),
             "deployment": deployment,
             "checks": checks,
             "links": self.links,

@@ -397,8 +397,10 @@ impl BakeState {
     /// ([`crate::facts::Facts::stage_started_at`]), else now.
     pub async fn begin(ctx: &CheckContext<'_>, anchor: bool) -> BakeState {
         let mut s: BakeState = serde_json::from_value(ctx.state.clone()).unwrap_or_default();
+        let now = crate::runner::now_ms();
+        // A start in the future (forged state) would hold the window open.
+        s.started_at_ms = s.started_at_ms.min(now);
         if s.started_at_ms == 0 {
-            let now = crate::runner::now_ms();
             s.started_at_ms = now;
             if anchor {
                 match ctx
@@ -417,7 +419,7 @@ impl BakeState {
                 }
             }
         }
-        s.evaluations += 1;
+        s.evaluations = s.evaluations.saturating_add(1);
         s
     }
 
@@ -426,7 +428,8 @@ impl BakeState {
     }
 
     /// Passes with `summary`, or, while the bake window is still open, stays pending with
-    /// what was seen so far.
+    /// what was seen so far, to be evaluated again after `interval` or when the window ends,
+    /// whichever comes first.
     pub fn pass_or_keep_baking(
         &self,
         bake_for: Option<HumanDuration>,
@@ -437,7 +440,9 @@ impl BakeState {
             Some(window) if self.elapsed() < window.get() => {
                 let so_far = HumanDuration(Duration::from_secs(self.elapsed().as_secs()));
                 crate::verdict::Evaluation::pending(
-                    interval.get(),
+                    interval
+                        .get()
+                        .min(window.get().saturating_sub(self.elapsed())),
                     format!("clean for {so_far} of {window}: {summary}"),
                 )
             }
@@ -491,6 +496,42 @@ mod tests {
         assert_eq!(
             rename_ids("100 * errors / requests + FILL(errors2, 0)", &r),
             "100 * q0_errors / q0_requests + FILL(errors2, 0)"
+        );
+    }
+
+    #[test]
+    fn a_bake_window_is_evaluated_again_when_it_ends() {
+        let bake = BakeState {
+            started_at_ms: crate::runner::now_ms() - 58_500,
+            anchored: false,
+            evaluations: 1,
+        };
+        let ev = bake.pass_or_keep_baking(
+            Some(HumanDuration::secs(60)),
+            HumanDuration::secs(60),
+            "clean".into(),
+        );
+        match ev.outcome {
+            crate::verdict::Outcome::Pending { retry_after } => assert!(
+                retry_after <= Duration::from_millis(1500) && retry_after >= Duration::from_secs(1),
+                "{retry_after:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let early = BakeState {
+            started_at_ms: crate::runner::now_ms(),
+            ..bake
+        };
+        let ev = early.pass_or_keep_baking(
+            Some(HumanDuration::secs(600)),
+            HumanDuration::secs(60),
+            "clean".into(),
+        );
+        assert_eq!(
+            ev.outcome,
+            crate::verdict::Outcome::Pending {
+                retry_after: Duration::from_secs(60)
+            }
         );
     }
 

@@ -143,7 +143,8 @@ pub async fn evaluate(c: &ThresholdCheck, ctx: &CheckContext<'_>) -> Evaluation 
     let bake = BakeState::begin(ctx, c.bake_for.is_some()).await;
     let period = c.query.period();
     let now = SystemTime::now();
-    let start = now - period * (c.datapoints + 1);
+    let span = period.saturating_mul(c.datapoints.saturating_add(1));
+    let start = now.checked_sub(span).unwrap_or(SystemTime::UNIX_EPOCH);
     let mut queries = vec![("value", &c.query)];
     if let Some(m) = &c.min_requests {
         queries.push(("requests", &m.query));

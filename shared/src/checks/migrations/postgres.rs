@@ -610,7 +610,7 @@ async fn run(
         }
         let m = to_migration(f);
         match conn.apply(table, &m).await {
-            Ok(took) => done.push((label(f), took.as_millis() as u64)),
+            Ok(took) => done.push((label(f), crate::duration::millis(took))),
             Err(e) => {
                 let detail = match &e {
                     MigrateError::ExecuteMigration(inner, _) => inner.to_string(),

@@ -602,7 +602,8 @@ async fn judge(
         .map(|d| d.to_millis().unwrap_or(0).max(0) as u64)
         .filter(|&ms| ms > 0)
         .map(|ms| ms.min(state.seen_at_ms))
-        .unwrap_or(state.seen_at_ms);
+        .unwrap_or(state.seen_at_ms)
+        .min(now_ms());
     let ran_for = Duration::from_millis(now_ms().saturating_sub(started_ms));
     let container = task
         .containers()
@@ -614,7 +615,7 @@ async fn judge(
         "taskDefinition": state.task_definition,
         "container": state.container,
         "lastStatus": status,
-        "ranForMs": ran_for.as_millis() as u64,
+        "ranForMs": crate::duration::millis(ran_for),
     });
     let carried = serde_json::to_value(&state).unwrap_or(Value::Null);
 
