@@ -36,7 +36,8 @@ pub mod verdict;
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::Value;
+
+use protocol::payload::{Answer, Payload};
 
 pub use lambda_runtime::Error;
 pub use role::Role;
@@ -44,19 +45,21 @@ pub use services::Services;
 
 /// Runs the Lambda function for `role`: sets up logging (JSON when
 /// `AWS_LAMBDA_LOG_FORMAT=JSON`), builds the process-wide services once, and serves
-/// invocations.
+/// invocations. Every payload reaches the handler: it is taken as raw JSON (or as text
+/// that is not JSON) and read there.
 pub async fn run(role: Role) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let services = Arc::new(Services::from_env());
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Payload>| {
         let services = Arc::clone(&services);
         async move {
             let deadline =
                 budget::lambda_deadline(event.context.deadline, std::time::SystemTime::now());
             // Boxed: the hook's future is deep, and a box keeps the binaries' type layout
             // shallow.
-            let answer: futures::future::BoxFuture<'_, Result<Value, String>> =
-                Box::pin(handler::handle(&services, role, &event.payload, deadline));
+            let answer: futures::future::BoxFuture<'_, Result<Answer, String>> = Box::pin(
+                handler::handle_payload(&services, role, &event.payload, deadline),
+            );
             answer.await.map_err(Error::from)
         }
     }))

@@ -5,6 +5,8 @@
 //! * Answers with a 1 GiB body and with an endless one are cut at `maxBodySize`, a
 //!   webhook failing with an endless body is read no further than its start, and the
 //!   function's peak memory (the kernel's `VmHWM` of its process) stays bounded.
+//! * An event whose `hookDetails` nests another tool's value 10,000 (and 1,000,000)
+//!   levels deep is answered, and the value given back as it came.
 
 mod support;
 
@@ -21,6 +23,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use support::*;
 
@@ -439,4 +442,106 @@ async fn oversized_and_endless_bodies_are_cut_and_memory_stays_bounded() {
     );
     // And the whole process stays far below the function's 256 MB.
     assert!(peak < 128 * 1024, "peak memory {peak} KiB");
+}
+
+/// `depth` levels of `{"a": [ … ]}` alternating, innermost `true`.
+fn nested(depth: usize) -> String {
+    let mut s = String::with_capacity(depth * 6);
+    for i in 0..depth {
+        s.push_str(if i % 2 == 0 { "{\"a\":" } else { "[" });
+    }
+    s.push_str("true");
+    for i in (0..depth).rev() {
+        s.push(if i % 2 == 0 { '}' } else { ']' });
+    }
+    s
+}
+
+/// Replaces the `"__DEEP__"` placeholder of a serialised event with raw JSON.
+fn with_raw(event: &Value, raw: &str) -> Vec<u8> {
+    let text = serde_json::to_string(event).unwrap();
+    assert!(text.contains("\"__DEEP__\""));
+    text.replacen("\"__DEEP__\"", raw, 1).into_bytes()
+}
+
+/// The raw text of `hookDetails.<key>` in an answer (too deep for a `Value`).
+fn raw_hook_detail(answer: &[u8], key: &str) -> Option<String> {
+    let top: indexmap::IndexMap<String, Box<RawValue>> = serde_json::from_slice(answer).unwrap();
+    let details: indexmap::IndexMap<String, Box<RawValue>> =
+        serde_json::from_str(top.get("hookDetails")?.get()).unwrap();
+    details.get(key).map(|r| r.get().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deeply_nested_hook_details_value_is_answered_and_given_back() {
+    let app = app(200, Duration::ZERO).await;
+    let codedeploy = FakeCodeDeploy::start(vec![]).await;
+    let api = RuntimeApi::start().await;
+    let f = Function::start(
+        &api,
+        "deep",
+        &[("AWS_ENDPOINT_URL", format!("http://{}", codedeploy.addr))],
+    );
+    let checks = json!({"health": {"type": "http", "url": format!("http://{app}/health"), "failureLimit": 0}});
+
+    for depth in [10_000, 1_000_000] {
+        let deep = nested(depth);
+        let mut ev = event("ecs-http-check.json");
+        ev["hookDetails"] = json!({"otherTool": "__DEEP__", "greenlight": {"checks": checks}});
+        let out = api.invoke(&f, with_raw(&ev, &deep)).await;
+        let Outcome::Response(body) = &out else {
+            panic!(
+                "depth {depth}: an invocation error instead of an answer: {out:?}; log:\n{}",
+                f.log()
+            );
+        };
+        let top: indexmap::IndexMap<String, Box<RawValue>> = serde_json::from_slice(body).unwrap();
+        assert_eq!(top["hookStatus"].get(), "\"SUCCEEDED\"", "depth {depth}");
+        // Given back as it came, for the tool it belongs to.
+        assert!(
+            raw_hook_detail(body, "otherTool").as_deref() == Some(deep.as_str()),
+            "depth {depth}: hookDetails.otherTool was not given back"
+        );
+        let decision: Value =
+            serde_json::from_str(&raw_hook_detail(body, "greenlightDecision").unwrap()).unwrap();
+        let notes = decision["notes"].to_string();
+        assert!(
+            notes.contains("hookDetails.otherTool is nested more than 128 levels deep"),
+            "{notes}"
+        );
+    }
+
+    // Greenlight's own settings nested too deeply: FAILED, saying so (and given back as
+    // they came, as every key of hookDetails but Greenlight's state and decision).
+    let mut ev = event("ecs-http-check.json");
+    ev["hookDetails"] = json!({"greenlight": "__DEEP__"});
+    let settings = format!("{{\"checks\": {}}}", nested(10_000));
+    let out = api.invoke(&f, with_raw(&ev, &settings)).await;
+    let Outcome::Response(body) = &out else {
+        panic!("an invocation error instead of an answer: {out:?}");
+    };
+    let top: indexmap::IndexMap<String, Box<RawValue>> = serde_json::from_slice(body).unwrap();
+    assert_eq!(top["hookStatus"].get(), "\"FAILED\"");
+    let decision: Value =
+        serde_json::from_str(&raw_hook_detail(body, "greenlightDecision").unwrap()).unwrap();
+    assert!(
+        decision["reason"]
+            .as_str()
+            .unwrap()
+            .contains("hookDetails.greenlight is nested more than 128 levels deep: Greenlight cannot read it; failing closed"),
+        "{decision}"
+    );
+    assert_eq!(
+        raw_hook_detail(body, "greenlight").as_deref(),
+        Some(settings.as_str())
+    );
+
+    // A CodeDeploy event with a deep extra field still reports.
+    let mut ev = event("codedeploy-ecs-before-allow-traffic.json");
+    ev["extra"] = json!("__DEEP__");
+    let out = api.invoke(&f, with_raw(&ev, &nested(10_000))).await;
+    assert!(matches!(out, Outcome::Response(_)), "{out:?}");
+    let reports = codedeploy.reports();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].body["status"], "Succeeded", "{reports:?}");
 }
