@@ -35,13 +35,17 @@ pub mod verdict;
 
 use std::sync::Arc;
 
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 
 use protocol::payload::{Answer, Payload};
 
 pub use lambda_runtime::Error;
 pub use role::Role;
 pub use services::Services;
+
+/// The `errorType` of an invocation error (the only one: a CodeDeploy status that could
+/// not be reported); its `errorMessage` says what happened.
+pub const ERROR_TYPE: &str = "GreenlightError";
 
 /// Runs the Lambda function for `role`: sets up logging (JSON when
 /// `AWS_LAMBDA_LOG_FORMAT=JSON`), builds the process-wide services once, and serves
@@ -60,7 +64,10 @@ pub async fn run(role: Role) -> Result<(), Error> {
             let answer: futures::future::BoxFuture<'_, Result<Answer, String>> = Box::pin(
                 handler::handle_payload(&services, role, &event.payload, deadline),
             );
-            answer.await.map_err(Error::from)
+            answer.await.map_err(|message| Diagnostic {
+                error_type: ERROR_TYPE.into(),
+                error_message: message,
+            })
         }
     }))
     .await

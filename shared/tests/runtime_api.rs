@@ -7,6 +7,7 @@
 //!   function's peak memory (the kernel's `VmHWM` of its process) stays bounded.
 //! * An event whose `hookDetails` nests another tool's value 10,000 (and 1,000,000)
 //!   levels deep is answered, and the value given back as it came.
+//! * An invocation error names a short `errorType`, not a Rust type path.
 
 mod support;
 
@@ -544,4 +545,28 @@ async fn a_deeply_nested_hook_details_value_is_answered_and_given_back() {
     let reports = codedeploy.reports();
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert_eq!(reports[0].body["status"], "Succeeded", "{reports:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invocation_error_names_a_short_error_type() {
+    // CodeDeploy refuses the report: the invocation ends in an error (Lambda retries it).
+    let codedeploy =
+        FakeCodeDeploy::start(vec![Reply::Error("AccessDeniedException", 400); 5]).await;
+    let api = RuntimeApi::start().await;
+    let f = Function::start(
+        &api,
+        "error-type",
+        &[("AWS_ENDPOINT_URL", format!("http://{}", codedeploy.addr))],
+    );
+    let ev = serde_json::to_vec(&event("codedeploy-ecs-before-allow-traffic.json")).unwrap();
+    let Outcome::Error(e) = api.invoke(&f, ev).await else {
+        panic!("expected an invocation error; log:\n{}", f.log());
+    };
+    assert_eq!(e["errorType"], "GreenlightError", "{e}");
+    let message = e["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("could not report Succeeded to CodeDeploy")
+            && message.contains("codedeploy:PutLifecycleEventHookExecutionStatus"),
+        "{message}"
+    );
 }
