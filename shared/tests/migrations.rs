@@ -503,3 +503,37 @@ async fn misconfiguration_fails_closed_naming_the_field() {
     );
     assert!(!r.contains("hunter2-secret"), "{r}");
 }
+
+/// Migration files from S3 are read into memory: a file past the bound is refused, read no
+/// further than the bound.
+#[tokio::test]
+async fn an_oversized_migration_file_in_s3_is_refused() {
+    let moto = Moto::start();
+    moto.seed(
+        r#"
+s3 = boto3.client('s3', **KW)
+s3.create_bucket(Bucket='big', CreateBucketConfiguration={'LocationConstraint': 'us-west-2'})
+s3.put_object(Bucket='big', Key='m/1_small.sql', Body='SELECT 1;')
+s3.put_object(Bucket='big', Key='m/2_huge.sql', Body=b'-' * (17 << 20))
+print(json.dumps(None))
+"#,
+    );
+    let services = moto.services().await;
+    let ev = evaluate(
+        &services,
+        json!({
+            "type": "postgresMigrations",
+            "source": "s3://big/m/",
+            "connection": {"url": "postgres://x@127.0.0.1:1/db"},
+            "tls": "disable",
+        }),
+    )
+    .await;
+    assert_eq!(ev.outcome, greenlight::verdict::Outcome::Error, "{ev:?}");
+    assert!(
+        ev.reason
+            .contains("s3://big/m/2_huge.sql is larger than 16 MiB: migration files are read into the function's memory"),
+        "{}",
+        ev.reason
+    );
+}
