@@ -124,6 +124,10 @@ fn local_name<'a>(names: &'a HashMap<String, String>, target: &'a str) -> &'a st
         .unwrap_or(name)
 }
 
+/// The largest answer read from a local Invoke API: Lambda's limit for the response of a
+/// synchronous invocation (6 MB).
+pub const MAX_ANSWER_BYTES: usize = 6 * 1024 * 1024;
+
 /// `errorType: errorMessage` from a function error's payload, or the payload itself.
 pub fn describe_function_error(kind: &str, payload: &[u8]) -> String {
     let text = String::from_utf8_lossy(payload);
@@ -165,7 +169,7 @@ async fn invoke_local(
         .body(body)
         .send()
         .await;
-    let resp = match resp {
+    let mut resp = match resp {
         Ok(r) => r,
         Err(e) if e.is_connect() => {
             return Err(SetupError(format!(
@@ -185,19 +189,29 @@ async fn invoke_local(
         .headers()
         .get("x-amz-function-error")
         .map(|v| v.to_str().unwrap_or("Unhandled").to_string());
-    let payload = match resp.bytes().await {
-        Ok(b) => b.to_vec(),
-        Err(e) if e.is_timeout() => {
-            return Ok(Reply::InvocationError(format!(
-                "no answer from {url} in time (--invoke-timeout)"
-            )));
+    let mut payload: Vec<u8> = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) if payload.len() + chunk.len() > MAX_ANSWER_BYTES => {
+                return Ok(Reply::InvocationError(format!(
+                    "the answer of {url} is larger than {} MiB, Lambda's limit for the answer of a synchronous invocation; it was not read further",
+                    MAX_ANSWER_BYTES / (1024 * 1024)
+                )));
+            }
+            Ok(Some(chunk)) => payload.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => {
+                return Ok(Reply::InvocationError(format!(
+                    "no answer from {url} in time (--invoke-timeout)"
+                )));
+            }
+            Err(e) => {
+                return Ok(Reply::InvocationError(format!(
+                    "reading the answer of {url}: {e}"
+                )));
+            }
         }
-        Err(e) => {
-            return Ok(Reply::InvocationError(format!(
-                "reading the answer of {url}: {e}"
-            )));
-        }
-    };
+    }
     if !status.is_success() {
         let text = String::from_utf8_lossy(&payload);
         return Ok(Reply::InvocationError(format!(

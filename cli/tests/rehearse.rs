@@ -742,6 +742,17 @@ async fn function_errors_invalid_answers_and_invocation_errors_are_failures() {
             "INVOCATION_ERROR",
             "HTTP 404 Not Found: Function not found: gate",
         ),
+        (
+            // A SUCCEEDED answer past Lambda's 6 MB limit is not read whole.
+            "PRODUCTION_TRAFFIC_SHIFT",
+            Box::new(|| {
+                Reply::Json(
+                    json!({"hookStatus": "SUCCEEDED", "hookDetails": {"pad": "x".repeat(7 << 20)}}),
+                )
+            }),
+            "INVOCATION_ERROR",
+            "is larger than 6 MiB",
+        ),
     ];
     for (stage, reply, status, reason) in cases {
         let fake = FakeLambda::start(move |c| {

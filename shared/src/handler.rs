@@ -30,6 +30,7 @@ use crate::facts::Facts;
 use crate::notify;
 use crate::protocol::codedeploy::Continuation;
 use crate::protocol::codedeploy::{self, ReportStatus, Reported};
+use crate::protocol::payload::{self, Answer, Payload, SetAside};
 use crate::protocol::{
     self, CodeDeployEvent, EcsEvent, EcsResponse, HookStatus, Invocation, Stage,
 };
@@ -110,30 +111,125 @@ impl Decision {
     }
 }
 
-/// The Lambda entry point's body: answers `event`, invoked with the Lambda `deadline`.
+/// Answers `event`, invoked with the Lambda `deadline`.
 pub async fn handle(
     services: &Services,
     role: Role,
     event: &Value,
     deadline: SystemTime,
 ) -> Result<Value, String> {
+    answer(services, role, protocol::parse(event), &[], deadline).await
+}
+
+/// The answer's future is large: boxed, so that callers (the tests among them) do not
+/// hold it on their stack.
+fn answer<'a>(
+    services: &'a Services,
+    role: Role,
+    parsed: Result<Invocation, protocol::EventError>,
+    set_aside: &'a [SetAside],
+    deadline: SystemTime,
+) -> BoxFuture<'a, Result<Value, String>> {
+    Box::pin(decide_and_answer(
+        services, role, parsed, set_aside, deadline,
+    ))
+}
+
+/// The Lambda entry point's body: answers a payload as it arrived, whatever it holds.
+/// Entries of `hookDetails` too deeply nested to read are given back as they came.
+pub async fn handle_payload(
+    services: &Services,
+    role: Role,
+    payload: &Payload,
+    deadline: SystemTime,
+) -> Result<Answer, String> {
+    match payload::read(payload) {
+        Ok(mut event) => {
+            for s in &mut event.set_aside {
+                // Greenlight's own state and decision are replaced, never given back.
+                if s.hook_details_key()
+                    .is_some_and(|k| k == STATE_KEY || k == DECISION_KEY)
+                {
+                    s.verbatim = None;
+                }
+                tracing::warn!("{}: {}", s.describe(), unread(s));
+            }
+            let value = answer(
+                services,
+                role,
+                protocol::parse(&event.value),
+                &event.set_aside,
+                deadline,
+            )
+            .await?;
+            Ok(Answer::new(value, event.set_aside))
+        }
+        Err(e) => answer(services, role, Err(e), &[], deadline)
+            .await
+            .map(Answer::from),
+    }
+}
+
+/// What became of a part of the event that was not read.
+fn unread(s: &SetAside) -> &'static str {
+    if s.verbatim.is_some() {
+        "given back unread"
+    } else {
+        "left out unread"
+    }
+}
+
+async fn decide_and_answer(
+    services: &Services,
+    role: Role,
+    parsed: Result<Invocation, protocol::EventError>,
+    set_aside: &[SetAside],
+    deadline: SystemTime,
+) -> Result<Value, String> {
     let started = Instant::now();
     let budget = Budget::until(deadline);
-    match protocol::parse(event) {
+    match parsed {
         Err(e) => {
-            let mut d = Decision::failed(role, format!("the event was not understood: {e}"), None);
+            let mut reason = format!("the event was not understood: {e}");
+            if !set_aside.is_empty() {
+                let parts: Vec<String> = set_aside.iter().map(SetAside::describe).collect();
+                reason.push_str(&format!(" (not read: {})", parts.join("; ")));
+            }
+            let mut d = Decision::failed(role, reason, None);
             d.stamp(started, &budget);
             Ok(finish_ecs(d, &Map::new()))
         }
         Ok(Invocation::Ecs(ev)) => {
             let deployment = Deployment::from_ecs(role, &ev);
-            let mut d = guarded(
-                role,
-                &budget,
-                Some(deployment.clone()),
-                decide_ecs(services, role, &ev, deployment, budget),
-            )
-            .await;
+            // Greenlight's own entries must be read; another tool's are its business.
+            let own = set_aside.iter().find(|s| {
+                s.hook_details_key()
+                    .is_some_and(|k| k == CONFIG_KEY || k == STATE_KEY)
+            });
+            let mut d = match own {
+                Some(s) => Decision::failed(
+                    role,
+                    format!(
+                        "{}: Greenlight cannot read it; failing closed",
+                        s.describe()
+                    ),
+                    Some(deployment.clone()),
+                ),
+                None => {
+                    guarded(
+                        role,
+                        &budget,
+                        Some(deployment.clone()),
+                        decide_ecs(services, role, &ev, deployment, budget),
+                    )
+                    .await
+                }
+            };
+            for s in set_aside {
+                d.record
+                    .notes
+                    .push(format!("{}: {}", s.describe(), unread(s)));
+            }
             d.stamp(started, &budget);
             notify::dispatch(
                 services,

@@ -38,21 +38,28 @@ pub mod verdict;
 
 use std::sync::Arc;
 
-use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::Value;
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+
+use protocol::payload::{Answer, Payload};
 
 pub use lambda_runtime::Error;
 pub use role::Role;
 pub use services::Services;
 
+/// The `errorType` of an invocation error (the only one: a CodeDeploy status that could
+/// not be reported); its `errorMessage` says what happened.
+pub const ERROR_TYPE: &str = "GreenlightError";
+
 /// Runs the Lambda function for `role`: sets up logging (JSON when
 /// `AWS_LAMBDA_LOG_FORMAT=JSON`), builds the process-wide services once, and serves
 /// invocations. A `GREENLIGHT_MAX_INVOCATION` that is not a duration stops it at start.
+/// Every payload reaches the handler: it is taken as raw JSON (or as text that is not
+/// JSON) and read there.
 pub async fn run(role: Role) -> Result<(), Error> {
     logging::init();
     let cap = budget::max_invocation(std::env::var(budget::ENV_MAX_INVOCATION).ok().as_deref())?;
     let services = Arc::new(Services::from_env());
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Payload>| {
         let services = Arc::clone(&services);
         async move {
             let deadline = budget::invocation_deadline(
@@ -62,9 +69,13 @@ pub async fn run(role: Role) -> Result<(), Error> {
             );
             // Boxed: the hook's future is deep, and a box keeps the binaries' type layout
             // shallow.
-            let answer: futures::future::BoxFuture<'_, Result<Value, String>> =
-                Box::pin(handler::handle(&services, role, &event.payload, deadline));
-            answer.await.map_err(Error::from)
+            let answer: futures::future::BoxFuture<'_, Result<Answer, String>> = Box::pin(
+                handler::handle_payload(&services, role, &event.payload, deadline),
+            );
+            answer.await.map_err(|message| Diagnostic {
+                error_type: ERROR_TYPE.into(),
+                error_message: message,
+            })
         }
     }))
     .await

@@ -8,6 +8,7 @@ use std::time::Duration;
 use greenlight::Role;
 use greenlight::deployment::{Deployment, TrafficDirection};
 use greenlight::handler::handle;
+use greenlight::protocol::payload::{self, Payload};
 use greenlight::protocol::{self, Invocation, Stage};
 use support::*;
 
@@ -68,6 +69,17 @@ fn table() -> BTreeMap<&'static str, Expect> {
         ),
         (
             "ecs-test-traffic-shift.json",
+            e(
+                BeforeAllowTraffic,
+                "ecs",
+                Some("TEST_TRAFFIC_SHIFT"),
+                Forward,
+                "SUCCEEDED",
+                "no checks configured",
+            ),
+        ),
+        (
+            "ecs-deep-hook-details.json",
             e(
                 BeforeAllowTraffic,
                 "ecs",
@@ -380,6 +392,15 @@ fn table() -> BTreeMap<&'static str, Expect> {
     ])
 }
 
+/// A sample as the function reads it: raw JSON, with values nested too deeply to read set
+/// aside (`support::event` would refuse them).
+fn sample(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(events_dir().join(name)).unwrap();
+    payload::read(&Payload::from_json(&text))
+        .unwrap_or_else(|e| panic!("events/{name}: {e}"))
+        .value
+}
+
 #[test]
 fn every_event_file_is_described() {
     let table = table();
@@ -399,7 +420,7 @@ fn every_event_file_is_described() {
 #[test]
 fn every_event_parses_as_intended() {
     for (name, want) in table() {
-        let ev = event(name);
+        let ev = sample(name);
         match (protocol::parse(&ev), want.kind) {
             (Ok(Invocation::Ecs(e)), "ecs") => {
                 let d = Deployment::from_ecs(want.role, &e);
@@ -457,7 +478,7 @@ async fn every_ecs_event_gets_the_documented_answer() {
         if want.kind == "codedeploy" {
             continue;
         }
-        let mut ev = event(name);
+        let mut ev = sample(name);
         if name == "ecs-http-check.json" {
             let url = format!("http://{healthy}/health");
             ev["hookDetails"]["greenlight"]["checks"]["health"]["url"] = url.into();
@@ -520,4 +541,36 @@ async fn hook_details_keys_of_other_tools_are_echoed_back() {
     .unwrap();
     assert_eq!(answer["hookDetails"]["owner"], "platform");
     assert_eq!(answer["hookDetails"]["greenlight"]["whenNoChecks"], "pass");
+}
+
+/// Another tool's key nested more than 128 levels deep: not read, given back as it came,
+/// with a note.
+#[tokio::test]
+async fn a_deeply_nested_key_of_another_tool_is_given_back_as_it_came() {
+    let text = std::fs::read_to_string(events_dir().join("ecs-deep-hook-details.json")).unwrap();
+    let answer = greenlight::handler::handle_payload(
+        &services_with(None),
+        Role::BeforeAllowTraffic,
+        &Payload::from_json(&text),
+        deadline_in(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.value["hookStatus"], "SUCCEEDED");
+    assert_eq!(answer.value["hookDetails"]["team"], "payments");
+    let notes = answer.value["hookDetails"]["greenlightDecision"]["notes"].to_string();
+    assert!(
+        notes.contains("hookDetails.layout is nested more than 128 levels deep: given back unread"),
+        "{notes}"
+    );
+    let layout = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("\"layout\": "))
+        .unwrap();
+    let out = serde_json::to_string(&answer).unwrap();
+    assert!(
+        out.ends_with(&format!(",\"layout\":{layout}}}}}")),
+        "{}",
+        &out[out.len().saturating_sub(300)..]
+    );
 }

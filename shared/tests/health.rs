@@ -873,3 +873,104 @@ async fn first_deployment_can_skip_a_check() {
     .await;
     assert_eq!(a["hookStatus"], "FAILED");
 }
+
+/// A body past `maxBodySize` is judged on what was read only where that settles it, and
+/// the reason says where it was cut; the limit is validated naming the field.
+#[tokio::test]
+async fn a_body_past_max_body_size_is_cut_and_said_so() {
+    // 2 MiB of "x" then "END"; and one of exactly 1 MiB.
+    let big = format!("{}END", "x".repeat(2 << 20));
+    let exact = "y".repeat(1 << 20);
+    let addr = serve(
+        Router::new()
+            .route("/big", get(move || async move { big }))
+            .route("/exact", get(move || async move { exact })),
+    )
+    .await;
+    let probe = |path: &str, extra: Value| {
+        let mut c =
+            json!({"type": "http", "url": format!("http://{addr}{path}"), "failureLimit": 0});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({ "h": c })
+    };
+    let cases = [
+        // `x$` matches the first 1 MiB but not the body: a match at the cut proves nothing.
+        (
+            "/big",
+            json!({"expectBody": {"regex": "x$"}}),
+            "FAILED",
+            "answered 200 but the body does not match /x$/ in its first 1 MiB (the body was cut at 1 MiB, maxBodySize)",
+        ),
+        (
+            "/big",
+            json!({"expectBody": {"contains": "END"}}),
+            "FAILED",
+            "the body does not contain \"END\" in its first 1 MiB (the body was cut at 1 MiB, maxBodySize)",
+        ),
+        // A match before the cut does settle it.
+        (
+            "/big",
+            json!({"expectBody": {"regex": "^x{1000}"}}),
+            "SUCCEEDED",
+            "answered 200 (the body was cut at 1 MiB, maxBodySize; what was read settles it)",
+        ),
+        // Read whole under a larger limit.
+        (
+            "/big",
+            json!({"expectBody": {"regex": "xEND$"}, "maxBodySize": "4MiB"}),
+            "SUCCEEDED",
+            "answered 200 in",
+        ),
+        (
+            "/big",
+            json!({"expectBody": {"jsonPointer": "/a"}, "maxBodySize": 65536}),
+            "FAILED",
+            "the body was cut at 64 KiB (maxBodySize) before its JSON ended, so /a cannot be read",
+        ),
+        // Exactly the limit is not cut.
+        (
+            "/exact",
+            json!({"expectBody": {"regex": "y$"}}),
+            "SUCCEEDED",
+            "answered 200 in",
+        ),
+    ];
+    for (path, extra, want, why) in cases {
+        let a = run(
+            &services_with(None),
+            Role::BeforeAllowTraffic,
+            &with_checks("ecs-test-traffic-shift.json", probe(path, extra.clone())),
+            10,
+        )
+        .await;
+        assert_eq!(a["hookStatus"], want, "{extra}: {a:#}");
+        assert!(reason(&a).contains(why), "{extra}: {}", reason(&a));
+    }
+    for (size, said) in [
+        (
+            json!("32MiB"),
+            "is 32 MiB; it must be from 1 byte to 16 MiB",
+        ),
+        (json!(0), "is 0 bytes; it must be from 1 byte to 16 MiB"),
+        (json!("1GB"), "invalid size \"1GB\""),
+    ] {
+        let a = run(
+            &services_with(None),
+            Role::BeforeAllowTraffic,
+            &with_checks(
+                "ecs-test-traffic-shift.json",
+                probe("/exact", json!({"maxBodySize": size})),
+            ),
+            10,
+        )
+        .await;
+        assert_eq!(a["hookStatus"], "FAILED");
+        let r = reason(&a);
+        assert!(
+            r.contains("checks.h.maxBodySize") && r.contains(said),
+            "{r}"
+        );
+    }
+}

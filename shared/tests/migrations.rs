@@ -238,6 +238,31 @@ async fn a_failing_migration_fails_with_the_sql_error_and_leaves_nothing_half_ap
     assert_eq!(ledger(&url).await, [1, 2, 3]);
 }
 
+/// PostgreSQL's error position becomes a line and column of the migration file (counted
+/// in characters, as PostgreSQL counts); the line of PostgreSQL's own source code that
+/// raised the error (sqlx's `at line 1188`) is not shown.
+#[tokio::test]
+async fn a_syntax_error_names_the_line_and_column_in_the_file() {
+    let url = Postgres::get().database("position").await;
+    let dir = scratch_dir("position");
+    write(
+        &dir,
+        &[(
+            "1_typo.sql",
+            "-- créé à l'été\nCREATE TABLE a (id int);\nCREATE TABLE b (id int); SELEC 1;\n",
+        )],
+    );
+    let a = run(&services_with(None), &post_scale_up(check(&dir, &url))).await;
+    assert_eq!(status(&a), "FAILED", "{a:#}");
+    let r = reason(&a);
+    assert!(
+        r.contains("failed: syntax error at or near \"SELEC\" at line 3, column 26;"),
+        "{r}"
+    );
+    assert_eq!(r.matches(" at line ").count(), 1, "{r}");
+    assert_eq!(ledger(&url).await, Vec::<i64>::new());
+}
+
 #[tokio::test]
 async fn a_changed_applied_file_fails_with_the_checksum_message() {
     let url = Postgres::get().database("checksum").await;
@@ -482,6 +507,31 @@ async fn misconfiguration_fails_closed_naming_the_field() {
         reason(&a)
     );
 
+    // Only PostgreSQL URLs: another database's is refused, not tried as PostgreSQL.
+    for (url, said) in [
+        ("mysql://app:pw@127.0.0.1:3306/app", "is a mysql:// URL"),
+        (
+            "127.0.0.1:5432/app",
+            "is not a postgres:// or postgresql:// URL",
+        ),
+    ] {
+        let a = run(&services, &post_scale_up(check(&dir, url))).await;
+        assert_eq!(status(&a), "FAILED");
+        let r = reason(&a);
+        assert!(
+            r.contains("checks.migrate.connection.url") && r.contains(said),
+            "{r}"
+        );
+        assert!(!r.contains("pw@"), "{r}");
+    }
+    for url in [
+        "postgres://x@127.0.0.1:1/db",
+        "postgresql://x@127.0.0.1:1/db",
+    ] {
+        let cfg = greenlight::config::parse(&json!({"checks": {"migrate": check(&dir, url)}}));
+        assert!(cfg.is_ok(), "{url}: {:?}", cfg.err());
+    }
+
     // Unreachable: an error of the check, failing closed by default, with the database named.
     write(&dir, &[("1_a.sql", "SELECT 1;")]);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -502,4 +552,38 @@ async fn misconfiguration_fails_closed_naming_the_field() {
         "{r}"
     );
     assert!(!r.contains("hunter2-secret"), "{r}");
+}
+
+/// Migration files from S3 are read into memory: a file past the bound is refused, read no
+/// further than the bound.
+#[tokio::test]
+async fn an_oversized_migration_file_in_s3_is_refused() {
+    let moto = Moto::start();
+    moto.seed(
+        r#"
+s3 = boto3.client('s3', **KW)
+s3.create_bucket(Bucket='big', CreateBucketConfiguration={'LocationConstraint': 'us-west-2'})
+s3.put_object(Bucket='big', Key='m/1_small.sql', Body='SELECT 1;')
+s3.put_object(Bucket='big', Key='m/2_huge.sql', Body=b'-' * (17 << 20))
+print(json.dumps(None))
+"#,
+    );
+    let services = moto.services().await;
+    let ev = evaluate(
+        &services,
+        json!({
+            "type": "postgresMigrations",
+            "source": "s3://big/m/",
+            "connection": {"url": "postgres://x@127.0.0.1:1/db"},
+            "tls": "disable",
+        }),
+    )
+    .await;
+    assert_eq!(ev.outcome, greenlight::verdict::Outcome::Error, "{ev:?}");
+    assert!(
+        ev.reason
+            .contains("s3://big/m/2_huge.sql is larger than 16 MiB: migration files are read into the function's memory"),
+        "{}",
+        ev.reason
+    );
 }

@@ -1033,3 +1033,34 @@ async fn notifications_reuse_the_revision_the_checks_read() {
         "{bodies:?}"
     );
 }
+
+/// A receiver that fails with an endless body: only its start is read (4 KiB at most),
+/// and the error shows it. (Reading it whole used to run into the one-second cap on each
+/// attempt, holding what had arrived, and show nothing.)
+#[tokio::test]
+async fn an_endless_error_body_is_read_no_further_than_its_start() {
+    use futures::StreamExt;
+    let endless = serve(Router::new().fallback(|| async {
+        let head = futures::stream::once(async { Bytes::from_static(b"upstream failed: ") });
+        let rest = futures::stream::repeat(Bytes::from(vec![b'x'; 64 << 10]));
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::body::Body::from_stream(head.chain(rest).map(Ok::<_, std::io::Error>)),
+        )
+    }))
+    .await;
+    let s = services(json!({"channels": {
+        "hook": {"type": "webhook", "url": format!("http://{endless}/hooks/{TOKEN}"), "events": ["stagePassed"], "retries": 1, "timeout": "5s"}
+    }, "includeImages": false}));
+    let a = answer(
+        &s,
+        Role::BeforeAllowTraffic,
+        &ecs_event("ecs-test-traffic-shift.json", json!({})),
+        30,
+    )
+    .await;
+    assert_eq!(a["hookStatus"], "SUCCEEDED", "{a:#}");
+    let n = notes(&a);
+    let excerpt = format!("answered 500: upstream failed: {}", "x".repeat(183));
+    assert!(n.contains(&format!("{excerpt} (after 2 attempts)")), "{n}");
+}

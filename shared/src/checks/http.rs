@@ -124,6 +124,107 @@ impl JsonSchema for StatusRange {
     }
 }
 
+/// A size in bytes: a whole number (`65536`) or a number with a unit, `B`, `KiB` or `MiB`
+/// (`"64KiB"`, `"1 MiB"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub const KIB: u64 = 1024;
+    pub const MIB: u64 = 1024 * 1024;
+
+    /// Bytes, as a `usize` for buffers (saturating on targets where it is narrower).
+    pub fn bytes(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+
+    fn parse(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "invalid size {s:?}: write a number of bytes (65536) or a number with a unit, B, KiB or MiB (\"64KiB\", \"1MiB\")"
+            )
+        };
+        let t = s.trim();
+        let digits = t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = t[..digits].parse().map_err(|_| bad())?;
+        let unit = match t[digits..].trim() {
+            "" | "B" => 1,
+            "KiB" => Self::KIB,
+            "MiB" => Self::MIB,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(unit).map(ByteSize).ok_or_else(bad)
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.0;
+        if b >= Self::MIB && b.is_multiple_of(Self::MIB) {
+            write!(f, "{} MiB", b / Self::MIB)
+        } else if b >= Self::KIB && b.is_multiple_of(Self::KIB) {
+            write!(f, "{} KiB", b / Self::KIB)
+        } else if b == 1 {
+            f.write_str("1 byte")
+        } else {
+            write!(f, "{b} bytes")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Number(n) => n.as_u64().map(ByteSize).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid size {n}: expected a whole number of bytes"
+                ))
+            }),
+            Value::String(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+            other => Err(serde::de::Error::custom(format!(
+                "invalid size {other}: write a number of bytes (65536) or a number with a unit (\"64KiB\", \"1MiB\")"
+            ))),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 > 0 && self.0.is_multiple_of(Self::KIB) {
+            s.collect_str(&self.to_string().replace(' ', ""))
+        } else {
+            s.serialize_u64(self.0)
+        }
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A size: a number of bytes (65536) or a number with a unit, B, KiB or MiB (\"64KiB\", \"1MiB\").",
+            "oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": MAX_BODY_SIZE.0},
+                {"type": "string", "pattern": "^\\s*[0-9]+\\s*(B|KiB|MiB)?\\s*$"}
+            ]
+        })
+    }
+}
+
+/// The largest `maxBodySize`: bodies are held in memory, several URLs are probed at once,
+/// and the function has 256 MB.
+pub const MAX_BODY_SIZE: ByteSize = ByteSize(16 * ByteSize::MIB);
+/// How much of a body is read when no `expectBody` needs it: the excerpt in the record.
+const EXCERPT_BYTES: usize = 200;
+
+fn default_max_body_size() -> ByteSize {
+    ByteSize(ByteSize::MIB)
+}
 fn default_method() -> String {
     "GET".into()
 }
@@ -209,6 +310,10 @@ pub struct HttpCheck {
     /// verified against the system's trusted roots.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// How much of an answer's body `expectBody` may read: more is not read, and the
+    /// body counts as cut there. Default `"1MiB"`, at most `"16MiB"`.
+    #[serde(default = "default_max_body_size")]
+    pub max_body_size: ByteSize,
 }
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -323,6 +428,15 @@ pub fn parse(value: Value, at: &str) -> Result<HttpCheck, ConfigError> {
             "must be at least 100ms",
         ));
     }
+    if c.max_body_size.0 == 0 || c.max_body_size > MAX_BODY_SIZE {
+        return Err(ConfigError::new(
+            format!("{at}.maxBodySize"),
+            format!(
+                "is {}; it must be from 1 byte to {MAX_BODY_SIZE} (bodies are held in memory)",
+                c.max_body_size
+            ),
+        ));
+    }
     if c.consecutive_successes == 0 {
         return Err(ConfigError::new(
             format!("{at}.consecutiveSuccesses"),
@@ -350,7 +464,80 @@ struct Answer {
     /// The status, or why there was none.
     status: Result<u16, String>,
     latency_ms: u64,
-    body: String,
+    body: Body,
+}
+
+/// What was read of a body: never more than a limit.
+#[derive(Default)]
+struct Body {
+    text: String,
+    /// The body went on past the limit, which was not read.
+    cut: bool,
+    /// Reading stopped on an error (a timeout, a reset connection) before the body ended.
+    error: Option<String>,
+}
+
+/// Whether a body expectation has anything to judge, and so needs more than the excerpt.
+fn needs_body(b: &BodyExpectation) -> bool {
+    b.contains.is_some() || b.regex.is_some() || b.json_pointer.is_some()
+}
+
+/// Reads `resp`'s body chunk by chunk, keeping at most `limit` bytes: `cut` when more
+/// followed. Stops early once `enough` says what was read settles the question; `enough`
+/// gets the bytes so far and where the newest chunk starts.
+async fn read_body(
+    resp: &mut reqwest::Response,
+    limit: usize,
+    timeout: HumanDuration,
+    enough: impl Fn(&[u8], usize) -> bool,
+) -> Body {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut body = Body::default();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit - buf.len();
+                let take = chunk.len().min(room);
+                if buf.len() + take > buf.capacity() {
+                    // Grow by doubling, but never past the limit.
+                    let target = (buf.capacity() * 2).max(buf.len() + take).min(limit);
+                    buf.reserve_exact(target - buf.len());
+                }
+                let from = buf.len();
+                buf.extend_from_slice(&chunk[..take]);
+                if take < chunk.len() {
+                    body.cut = true;
+                    break;
+                }
+                if enough(&buf, from) {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => {
+                body.error = Some(format!("the body did not arrive within {timeout}"));
+                break;
+            }
+            Err(e) => {
+                body.error = Some(format!("reading the body failed: {}", error_chain(&e)));
+                break;
+            }
+        }
+    }
+    body.text = match String::from_utf8(buf) {
+        Ok(t) => t,
+        Err(e) => {
+            let mut bytes = e.into_bytes();
+            // A cut can split a character: drop its first bytes rather than show U+FFFD.
+            if let Err(u) = std::str::from_utf8(&bytes)
+                && u.error_len().is_none()
+            {
+                bytes.truncate(u.valid_up_to());
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    };
+    body
 }
 
 async fn probe(
@@ -375,11 +562,37 @@ async fn probe(
     }
     let started = Instant::now();
     let status = match req.send().await {
-        Ok(resp) => {
+        Ok(mut resp) => {
             let status = resp.status().as_u16();
-            let body = match tokio::time::timeout(c.timeout.get(), resp.bytes()).await {
-                Ok(Ok(b)) => String::from_utf8_lossy(&b[..b.len().min(64 * 1024)]).into_owned(),
-                _ => String::new(),
+            // Only what the expectation needs is read: the excerpt for the record when
+            // the body is not judged, at most `maxBodySize` when it is, and for `contains`
+            // alone, only until the text shows up.
+            let expectation = c.expect_body.as_ref().filter(|b| needs_body(b));
+            let limit = match expectation {
+                Some(_) => c.max_body_size.bytes(),
+                None => EXCERPT_BYTES,
+            };
+            let needle = expectation
+                .filter(|b| b.regex.is_none() && b.json_pointer.is_none())
+                .and_then(|b| b.contains.as_deref())
+                .map(str::as_bytes);
+            let enough = |buf: &[u8], from: usize| match needle {
+                Some(n) if !n.is_empty() => buf[from.saturating_sub(n.len() - 1)..]
+                    .windows(n.len())
+                    .any(|w| w == n),
+                _ => false,
+            };
+            let body = match tokio::time::timeout(
+                c.timeout.get(),
+                read_body(&mut resp, limit, c.timeout, enough),
+            )
+            .await
+            {
+                Ok(b) => b,
+                Err(_) => Body {
+                    error: Some(format!("the body did not arrive within {}", c.timeout)),
+                    ..Body::default()
+                },
             };
             return Ok(Answer {
                 status: Ok(status),
@@ -403,7 +616,7 @@ async fn probe(
     Ok(Answer {
         status,
         latency_ms: crate::duration::millis(started.elapsed()),
-        body: String::new(),
+        body: Body::default(),
     })
 }
 
@@ -419,34 +632,72 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn excerpt(body: &str) -> String {
-    let mut end = body.len().min(200);
+    let mut end = body.len().min(EXCERPT_BYTES);
     while !body.is_char_boundary(end) {
         end -= 1;
     }
     body[..end].to_string()
 }
 
-/// Why a body does not meet the expectation, if it does not.
-fn body_mismatch(b: &BodyExpectation, body: &str) -> Option<String> {
-    if let Some(text) = &b.contains
-        && !body.contains(text.as_str())
+/// `s`, clipped to about 200 bytes (a body's value quoted in a reason).
+fn clip(s: &str) -> String {
+    if s.len() <= EXCERPT_BYTES {
+        return s.to_string();
+    }
+    format!("{}…", excerpt(s))
+}
+
+/// Why a body does not meet the expectation, if it does not. A cut body (`limit` reached)
+/// is judged on what was read, and only where that settles it: text found, or a regex
+/// match that ends before the cut.
+fn body_mismatch(b: &BodyExpectation, body: &Body, limit: ByteSize) -> Option<String> {
+    if let Some(e) = &body.error {
+        return Some(e.clone());
+    }
+    let text = body.text.as_str();
+    let cut = |m: String| {
+        if body.cut {
+            format!("{m} in its first {limit} (the body was cut at {limit}, maxBodySize)")
+        } else {
+            m
+        }
+    };
+    if let Some(want) = &b.contains
+        && !text.contains(want.as_str())
     {
-        return Some(format!("the body does not contain {text:?}"));
+        return Some(cut(format!("the body does not contain {:?}", clip(want))));
     }
     if let Some(r) = &b.regex
         && let Ok(re) = regex::Regex::new(r)
-        && !re.is_match(body)
     {
-        return Some(format!("the body does not match /{r}/"));
+        // On a cut body a match must end before the cut: `$` or `\b` at the cut
+        // could fail on the rest.
+        let matched = if body.cut {
+            re.shortest_match(text).is_some_and(|end| end < text.len())
+        } else {
+            re.is_match(text)
+        };
+        if !matched {
+            return Some(cut(format!("the body does not match /{}/", clip(r))));
+        }
     }
     if let Some(p) = &b.json_pointer {
-        let Ok(json) = serde_json::from_str::<Value>(body) else {
+        if body.cut {
+            return Some(format!(
+                "the body was cut at {limit} (maxBodySize) before its JSON ended, so {p} cannot be read"
+            ));
+        }
+        let Ok(json) = serde_json::from_str::<Value>(text) else {
             return Some("the body is not JSON".to_string());
         };
         match (json.pointer(p), &b.equals) {
             (None, _) => return Some(format!("the JSON body has nothing at {p}")),
             (Some(v), Some(want)) if v != want => {
-                return Some(format!("{p} is {v}, expected {want}"));
+                return Some(format!(
+                    "{p} is {}, expected {}",
+                    clip(&v.to_string()),
+                    clip(&want.to_string())
+                ));
             }
             _ => {}
         }
@@ -489,12 +740,21 @@ async fn evaluate_url(
         Ok(code) => match c
             .expect_body
             .as_ref()
-            .and_then(|b| body_mismatch(b, &answer.body))
+            .filter(|b| needs_body(b))
+            .and_then(|b| body_mismatch(b, &answer.body, c.max_body_size))
         {
             Some(m) => (
                 false,
                 format!("{code}: {m}"),
                 format!("answered {code} but {m}"),
+            ),
+            None if answer.body.cut && c.expect_body.as_ref().is_some_and(needs_body) => (
+                true,
+                code.to_string(),
+                format!(
+                    "answered {code} (the body was cut at {}, maxBodySize; what was read settles it)",
+                    c.max_body_size
+                ),
             ),
             None => (true, code.to_string(), format!("answered {code}")),
         },
@@ -510,16 +770,19 @@ async fn evaluate_url(
         streak.failures = streak.failures.saturating_add(1);
         streak.successes_in_a_row = 0;
     }
-    let observed = json!({
+    let mut observed = json!({
         "url": url,
         "status": answer.status.as_ref().ok(),
         "error": answer.status.as_ref().err(),
         "latencyMs": answer.latency_ms,
-        "bodyExcerpt": excerpt(&answer.body),
+        "bodyExcerpt": excerpt(&answer.body.text),
         "attempts": streak.attempts,
         "failures": streak.failures,
         "recent": streak.recent,
     });
+    if answer.body.cut && c.expect_body.as_ref().is_some_and(needs_body) {
+        observed["bodyCutAt"] = json!(c.max_body_size.0);
+    }
     let verdict = if healthy && streak.successes_in_a_row >= c.consecutive_successes {
         streak.passed = true;
         streak.last_reason = format!(
@@ -575,12 +838,15 @@ pub async fn evaluate(c: &HttpCheck, ctx: &CheckContext<'_>) -> Evaluation {
         Ok(u) => u,
         Err(e) => return Evaluation::error(format!("the URL could not be filled in: {e}")),
     };
-    let expected = json!({
+    let mut expected = json!({
         "status": c.expect_status.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "body": c.expect_body,
         "consecutiveSuccesses": c.consecutive_successes,
         "failureLimit": c.failure_limit,
     });
+    if c.expect_body.as_ref().is_some_and(needs_body) {
+        expected["maxBodySize"] = json!(c.max_body_size);
+    }
     // Probe every URL that has not passed yet, concurrently.
     let mut todo: Vec<(String, Streak)> = urls
         .iter()
@@ -659,5 +925,91 @@ mod tests {
         assert!(StatusRange::parse("7xx").is_err());
         assert!(StatusRange::parse("600").is_err());
         assert_eq!(StatusRange::parse("3xx").unwrap().to_string(), "3xx");
+    }
+
+    #[test]
+    fn size_forms() {
+        assert_eq!(ByteSize::parse("1MiB").unwrap(), ByteSize(1 << 20));
+        assert_eq!(ByteSize::parse(" 64 KiB ").unwrap(), ByteSize(64 << 10));
+        assert_eq!(ByteSize::parse("1000B").unwrap(), ByteSize(1000));
+        assert_eq!(ByteSize::parse("1000").unwrap(), ByteSize(1000));
+        for bad in [
+            "",
+            "MiB",
+            "1GB",
+            "1 mb",
+            "-1",
+            "1.5MiB",
+            "99999999999999999999MiB",
+        ] {
+            assert!(ByteSize::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ByteSize(1 << 20).to_string(), "1 MiB");
+        assert_eq!(ByteSize(1536).to_string(), "1536 bytes");
+        assert_eq!(ByteSize(2048).to_string(), "2 KiB");
+        assert_eq!(
+            serde_json::to_value(ByteSize(1 << 20)).unwrap(),
+            json!("1MiB")
+        );
+        assert_eq!(serde_json::to_value(ByteSize(1000)).unwrap(), json!(1000));
+        let back: ByteSize = serde_json::from_value(json!("1MiB")).unwrap();
+        assert_eq!(back, ByteSize(1 << 20));
+    }
+
+    fn body(text: &str, cut: bool) -> Body {
+        Body {
+            text: text.into(),
+            cut,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_cut_body_is_judged_only_where_what_was_read_settles_it() {
+        let limit = ByteSize(8);
+        let expect = |contains: Option<&str>, regex: Option<&str>| BodyExpectation {
+            contains: contains.map(Into::into),
+            regex: regex.map(Into::into),
+            ..BodyExpectation::default()
+        };
+        // Found in what was read: found in the body.
+        assert_eq!(
+            body_mismatch(&expect(Some("UP"), None), &body("xxUPxxxx", true), limit),
+            None
+        );
+        // A regex match that ends at the cut might not hold for the whole body.
+        assert!(body_mismatch(&expect(None, Some("x$")), &body("xxxxxxxx", true), limit).is_some());
+        assert!(
+            body_mismatch(&expect(None, Some(r"UP\b")), &body("xxxxxxUP", true), limit).is_some()
+        );
+        assert_eq!(
+            body_mismatch(&expect(None, Some(r"UP\b")), &body("xxUP xxx", true), limit),
+            None
+        );
+        assert_eq!(
+            body_mismatch(&expect(None, Some("x$")), &body("xxxxxxxx", false), limit),
+            None
+        );
+        let m = body_mismatch(&expect(Some("DOWN"), None), &body("xxxxxxxx", true), limit).unwrap();
+        assert_eq!(
+            m,
+            "the body does not contain \"DOWN\" in its first 8 bytes (the body was cut at 8 bytes, maxBodySize)"
+        );
+    }
+
+    #[test]
+    fn a_value_quoted_from_the_body_is_clipped() {
+        let b = BodyExpectation {
+            json_pointer: Some("/status".into()),
+            equals: Some(json!("UP")),
+            ..BodyExpectation::default()
+        };
+        let long = json!({"status": "D".repeat(100_000)}).to_string();
+        let m = body_mismatch(&b, &body(&long, false), ByteSize(1 << 20)).unwrap();
+        assert!(m.len() < 300, "{}", m.len());
+        assert!(
+            m.starts_with("/status is \"DDD") && m.ends_with("…, expected \"UP\""),
+            "{m}"
+        );
     }
 }

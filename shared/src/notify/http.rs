@@ -44,6 +44,26 @@ impl Redactor {
         self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
+    /// Drops an end of `text` that is the start of a secret: what is left of a secret
+    /// that a read cut in two.
+    fn drop_cut_secret(&self, text: &mut String) {
+        for s in &self.secrets {
+            // The longest such start first.
+            for (i, _) in s
+                .char_indices()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                if text.ends_with(&s[..i]) {
+                    text.truncate(text.len() - i);
+                    break;
+                }
+            }
+        }
+    }
+
     pub fn clean(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in &self.secrets {
@@ -93,6 +113,31 @@ pub fn describe(err: reqwest::Error, timeout: Duration) -> (String, bool) {
         source = s.source();
     }
     (format!("request failed: {text}"), false)
+}
+
+/// The most of an error answer's body that is read, for the error message (which shows
+/// 200 characters of it).
+pub const ERROR_BODY_BYTES: usize = 4 * 1024;
+
+/// The start of an error answer's body, at most `ERROR_BODY_BYTES`, with no part of a
+/// secret in it. Reading stops at the limit, at the end of the body or on an error.
+async fn error_text(resp: &mut reqwest::Response, redact: &Redactor) -> String {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut cut = false;
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let take = chunk.len().min(ERROR_BODY_BYTES - buf.len());
+        buf.extend_from_slice(&chunk[..take]);
+        if buf.len() == ERROR_BODY_BYTES {
+            cut = true;
+            break;
+        }
+    }
+    let mut text = String::from_utf8_lossy(&buf).into_owned();
+    if cut {
+        redact.drop_cut_secret(&mut text);
+    }
+    // Redacted before it is clipped, so no part of a secret survives.
+    redact.clean(text.trim()).chars().take(200).collect()
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -152,7 +197,7 @@ pub async fn post(
                     let (text, retryable) = describe(e, per);
                     (text, retryable, None)
                 }
-                Ok(Ok(resp)) => {
+                Ok(Ok(mut resp)) => {
                     let status = resp.status();
                     if status.is_success() {
                         return Attempted {
@@ -162,13 +207,12 @@ pub async fn post(
                     }
                     let after = retry_after(resp.headers());
                     let left = limit.saturating_duration_since(Instant::now());
-                    let text = tokio::time::timeout(left.min(Duration::from_secs(1)), resp.text())
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .unwrap_or_default();
-                    // Redacted before it is clipped, so no part of a secret survives.
-                    let excerpt: String = redact.clean(text.trim()).chars().take(200).collect();
+                    let excerpt = tokio::time::timeout(
+                        left.min(Duration::from_secs(1)),
+                        error_text(&mut resp, redact),
+                    )
+                    .await
+                    .unwrap_or_default();
                     let mut why = format!("answered {}", status.as_u16());
                     if status.is_redirection() {
                         why.push_str(" (redirects are not followed)");
@@ -222,6 +266,22 @@ mod tests {
         assert!(!clean.contains("SECRET"), "{clean}");
         assert!(clean.contains("short"), "{clean}");
         assert!(clean.contains("hooks.example") || clean.contains("<redacted>"));
+    }
+
+    #[test]
+    fn what_is_left_of_a_secret_cut_in_two_is_dropped() {
+        let mut r = Redactor::default();
+        r.add("TOKEN-1234567");
+        for (text, left) in [
+            ("error at TOKEN-12", "error at "),
+            ("error at TOK", "error at "),
+            ("error at T", "error at "),
+            ("error at X", "error at X"),
+        ] {
+            let mut t = text.to_string();
+            r.drop_cut_secret(&mut t);
+            assert_eq!(t, left);
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod codedeploy;
 pub mod ecs;
+pub mod payload;
 
 use serde_json::Value;
 

@@ -139,6 +139,11 @@ fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, String> {
     Ok(files)
 }
 
+/// The largest migration file read from S3.
+pub const MAX_S3_FILE_BYTES: usize = 16 << 20;
+/// The most read from S3 for one evaluation, all files together.
+pub const MAX_S3_TOTAL_BYTES: usize = 64 << 20;
+
 async fn read_s3(
     services: &Services,
     bucket: &str,
@@ -176,8 +181,9 @@ async fn read_s3(
         }
     }
     let mut files = Vec::new();
+    let mut total = 0usize;
     for key in keys {
-        let out = s3
+        let mut out = s3
             .get_object()
             .bucket(bucket)
             .key(&key)
@@ -190,13 +196,33 @@ async fn read_s3(
                     &e,
                 )
             })?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| format!("reading s3://{bucket}/{key} failed: {e}"))?
-            .into_bytes();
-        let sql = String::from_utf8(bytes.to_vec())
+        // Files are held in memory: each and all of them together are bounded, and read
+        // no further than the bound.
+        let too_big = |what: String| {
+            format!(
+                "{what}: migration files are read into the function's memory, at most {} MiB each and {} MiB in all; split the migration or apply it outside the deployment",
+                MAX_S3_FILE_BYTES >> 20,
+                MAX_S3_TOTAL_BYTES >> 20
+            )
+        };
+        let room = MAX_S3_FILE_BYTES.min(MAX_S3_TOTAL_BYTES - total);
+        let mut bytes: Vec<u8> = Vec::new();
+        while let Some(chunk) = out.body.next().await {
+            let chunk = chunk.map_err(|e| format!("reading s3://{bucket}/{key} failed: {e}"))?;
+            if bytes.len() + chunk.len() > room {
+                return Err(too_big(if room == MAX_S3_FILE_BYTES {
+                    format!("s3://{bucket}/{key} is larger than {} MiB", room >> 20)
+                } else {
+                    format!(
+                        "the files under s3://{bucket}/{prefix} come to more than {} MiB",
+                        MAX_S3_TOTAL_BYTES >> 20
+                    )
+                }));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        total += bytes.len();
+        let sql = String::from_utf8(bytes)
             .map_err(|_| format!("s3://{bucket}/{key} is not UTF-8 text"))?;
         let name = key.rsplit('/').next().unwrap_or(&key).to_string();
         files.push((name, sql));

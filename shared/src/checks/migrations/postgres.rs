@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sqlx::ConnectOptions as _;
 use sqlx::Connection as _;
 use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationType};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgErrorPosition, PgSslMode};
 
 use super::guard::{self, EXPAND_CONTRACT, Finding, Pending};
 use super::{MigrationFile, Source};
@@ -149,6 +149,9 @@ pub fn parse(value: Value, at: &str) -> Result<PostgresMigrationsCheck, ConfigEr
         }
         _ => {}
     }
+    if let Some(SecretRef::Literal(url)) = &c.connection.url {
+        postgres_url(url).map_err(|e| ConfigError::new(format!("{at}.connection.url"), e))?;
+    }
     let ident = |s: &str| {
         !s.is_empty()
             && s.len() <= 63
@@ -178,6 +181,34 @@ pub fn parse(value: Value, at: &str) -> Result<PostgresMigrationsCheck, ConfigEr
         ));
     }
     Ok(c)
+}
+
+/// Whether `url` is a PostgreSQL URL (`postgres://` or `postgresql://`): any other is
+/// refused rather than tried as PostgreSQL. The message shows the scheme only.
+fn postgres_url(url: &str) -> Result<(), String> {
+    const EXAMPLE: &str = "postgres://user:password@host:5432/database";
+    match url.trim().split_once("://") {
+        Some((scheme, _))
+            if scheme.eq_ignore_ascii_case("postgres")
+                || scheme.eq_ignore_ascii_case("postgresql") =>
+        {
+            Ok(())
+        }
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme.len() <= 16
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            Err(format!(
+                "is a {scheme}:// URL; postgresMigrations applies migrations to PostgreSQL only: write a postgres:// or postgresql:// URL, e.g. {EXAMPLE}"
+            ))
+        }
+        _ => Err(format!(
+            "is not a postgres:// or postgresql:// URL; write e.g. {EXAMPLE}"
+        )),
+    }
 }
 
 /// The database as the messages name it (no credentials).
@@ -236,6 +267,8 @@ async fn target(c: &PostgresMigrationsCheck, ctx: &CheckContext<'_>) -> Result<T
         secrets.push(secret);
     } else if let Some(r) = &conn.url {
         let url = secrets::resolve(ctx.services, r, limit).await?;
+        postgres_url(url.expose())
+            .map_err(|e| format!("checks.{}.connection.url: {} {e}", ctx.name, r.describe()))?;
         options = PgConnectOptions::from_str(url.expose()).map_err(|_| {
             format!(
                 "{} does not hold a valid PostgreSQL URL (postgres://user:password@host:port/database)",
@@ -357,6 +390,58 @@ fn to_migration(f: &MigrationFile) -> Migration {
         sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(f.sql.clone())),
         f.no_tx,
     )
+}
+
+/// A migration's SQL error in the file's terms: PostgreSQL's message, and the line and
+/// column in the file where PostgreSQL points. (sqlx's `at line N` is the line of
+/// PostgreSQL's own source code that raised the error: left out.)
+fn sql_error(e: &sqlx::Error, sql: &str) -> String {
+    let Some(db) = e
+        .as_database_error()
+        .and_then(|d| d.try_downcast_ref::<PgDatabaseError>())
+    else {
+        return e.to_string();
+    };
+    let mut text = db.message().to_string();
+    match db.position() {
+        Some(PgErrorPosition::Original(p)) => {
+            if let Some((line, column)) = line_and_column(sql, p) {
+                text.push_str(&format!(" at line {line}, column {column}"));
+            }
+        }
+        Some(PgErrorPosition::Internal { position, query }) => {
+            let query: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
+            let clipped: String = query.chars().take(120).collect();
+            let more = if clipped.len() < query.len() {
+                "…"
+            } else {
+                ""
+            };
+            text.push_str(&format!(
+                " (at character {position} of the statement it ran: {clipped}{more})"
+            ));
+        }
+        None => {}
+    }
+    text
+}
+
+/// The 1-based line and column (in characters) of the `position`-th character of `text`
+/// (1-based, as PostgreSQL counts).
+fn line_and_column(text: &str, position: usize) -> Option<(usize, usize)> {
+    let (mut line, mut column) = (1, 1);
+    for (i, c) in text.chars().enumerate() {
+        if i + 1 == position {
+            return Some((line, column));
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    None
 }
 
 fn short_hex(b: &[u8]) -> String {
@@ -613,7 +698,7 @@ async fn run(
             Ok(took) => done.push((label(f), crate::duration::millis(took))),
             Err(e) => {
                 let detail = match &e {
-                    MigrateError::ExecuteMigration(inner, _) => inner.to_string(),
+                    MigrateError::ExecuteMigration(inner, _) => sql_error(inner, &f.sql),
                     other => other.to_string(),
                 };
                 let before = if done.is_empty() {
@@ -676,4 +761,36 @@ async fn run(
     Evaluation::pass(reason + &ahead)
         .observed(observed)
         .expected(expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_lines_and_columns_in_characters() {
+        let sql = "-- été\nSELECT 1;\n  SELEC";
+        assert_eq!(line_and_column(sql, 1), Some((1, 1)));
+        assert_eq!(line_and_column(sql, 7), Some((1, 7)));
+        assert_eq!(line_and_column(sql, 8), Some((2, 1)));
+        assert_eq!(line_and_column(sql, 20), Some((3, 3)));
+        assert_eq!(line_and_column(sql, 0), None);
+        assert_eq!(line_and_column(sql, 99), None);
+    }
+
+    #[test]
+    fn only_postgres_urls() {
+        assert!(postgres_url("postgres://u:p@h/d").is_ok());
+        assert!(postgres_url("PostgreSQL://u:p@h/d").is_ok());
+        let e = postgres_url("mysql://u:secret@h/d").unwrap_err();
+        assert!(
+            e.starts_with("is a mysql:// URL") && !e.contains("secret"),
+            "{e}"
+        );
+        let e = postgres_url("secret-password").unwrap_err();
+        assert!(
+            e.starts_with("is not a postgres://") && !e.contains("secret-password"),
+            "{e}"
+        );
+    }
 }
