@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -65,39 +63,9 @@ async fn stand_in(mangle: Mangle) -> String {
     format!("http://{}", serve(router).await)
 }
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// Runs `f` on a runtime of its own, logging through the functions' subscriber at TRACE
-/// into a buffer; returns what `f` gave and the log.
+/// Runs `f` with the functions' own log subscriber at TRACE; returns its value and the log.
 fn with_trace_log<T>(f: impl AsyncFnOnce() -> T) -> (T, String) {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = greenlight::logging::subscriber(move || writer.clone(), Some("trace"), true);
-    let out = tracing::subscriber::with_default(subscriber, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f())
-    });
-    (out, buffer.text())
+    support::with_function_log("trace", f)
 }
 
 async fn answer(services: &Services, role: Role, ev: &Value) -> String {

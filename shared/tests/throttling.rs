@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -136,43 +135,20 @@ async fn services(endpoint: &str, checks: Value) -> Services {
     Services::new(Ok(BaseConfig::Inline(config.to_string())), Some(sdk))
 }
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs the before-allow-traffic hook on the test-traffic event with a deadline `secs`
 /// ahead; returns the answer and the full decision record from the log.
 fn gate(endpoint: &str, checks: Value, secs: u64) -> (Value, Value) {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = greenlight::logging::subscriber(move || writer.clone(), Some("info"), true);
-    let answer = tracing::subscriber::with_default(subscriber, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let s = services(endpoint, checks).await;
-                greenlight::handler::handle(
-                    &s,
-                    Role::BeforeAllowTraffic,
-                    &event("ecs-test-traffic-shift.json"),
-                    deadline_in(Duration::from_secs(secs)),
-                )
-                .await
-                .unwrap()
-            })
+    let (answer, log) = support::with_function_log("info", async || {
+        let s = services(endpoint, checks).await;
+        greenlight::handler::handle(
+            &s,
+            Role::BeforeAllowTraffic,
+            &event("ecs-test-traffic-shift.json"),
+            deadline_in(Duration::from_secs(secs)),
+        )
+        .await
+        .unwrap()
     });
-    let log = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
     let record = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

@@ -632,3 +632,32 @@ pub async fn forward_to(
 pub fn status(answer: &Value) -> &str {
     answer["hookStatus"].as_str().unwrap_or_default()
 }
+
+/// Runs `f` on a current-thread runtime of its own, logging through the functions' own
+/// subscriber ([`greenlight::logging::subscriber`], JSON lines) at `level` into a buffer;
+/// returns what `f` gave and the log.
+pub fn with_function_log<T>(level: &str, f: impl AsyncFnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = greenlight::logging::subscriber(move || writer.clone(), Some(level), true);
+    let out = tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f())
+    });
+    let log = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    (out, log)
+}
