@@ -353,15 +353,25 @@ fn invoke_capture(store: Arc<Mutex<Vec<serde_json::Value>>>) -> aws_sdk_lambda::
     mock_client!(aws_sdk_lambda, RuleMode::MatchAny, &[&rule])
 }
 
+/// The before-allow-traffic hook with configuration `cfg`, able to re-invoke itself: the
+/// continuations it sends are captured in the returned list.
+async fn re_invoking(
+    cd: &FakeCodeDeploy,
+    cfg: &str,
+) -> (greenlight::Services, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let services = cd.services(Some(cfg)).await;
+    services.set_own_function(Some("greenlight-before-allow-traffic".into()));
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    services.set_lambda(invoke_capture(sent.clone()));
+    (services, sent)
+}
+
 #[tokio::test]
 async fn a_check_pending_past_the_budget_re_invokes_with_its_state_then_reports() {
     let slow = app_turning_healthy(503, Duration::from_secs(4)).await;
     let cd = FakeCodeDeploy::start(vec![]).await;
     let cfg = json!({"checks": {"h": {"type": "http", "url": format!("http://{slow}/health"), "failureLimit": 100, "interval": "1s"}}}).to_string();
-    let services = cd.services(Some(&cfg)).await;
-    services.set_own_function(Some("greenlight-before-allow-traffic".into()));
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    services.set_lambda(invoke_capture(sent.clone()));
+    let (services, sent) = re_invoking(&cd, &cfg).await;
     let out = handle(
         &services,
         Role::BeforeAllowTraffic,
@@ -399,10 +409,7 @@ async fn the_wait_is_bounded_below_codedeploys_hour() {
     let down = app(503, Duration::ZERO).await;
     let cd = FakeCodeDeploy::start(vec![]).await;
     let cfg = json!({"checks": {"h": {"type": "http", "url": format!("http://{down}/health"), "failureLimit": 1000, "interval": "30s", "within": "55m"}}}).to_string();
-    let services = cd.services(Some(&cfg)).await;
-    services.set_own_function(Some("greenlight-before-allow-traffic".into()));
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    services.set_lambda(invoke_capture(sent.clone()));
+    let (services, sent) = re_invoking(&cd, &cfg).await;
     let now = greenlight::runner::now_ms();
     let late = json!({"greenlightContinuation": {"deploymentId": "d-ABCDEF123", "lifecycleEventHookExecutionId": "exec-1",
         "state": null, "chainStartedAtMs": now - 49 * 60 * 1000 - 45_000, "hop": 12, "notBeforeMs": now}});
@@ -430,10 +437,7 @@ async fn within_keeps_counting_across_re_invocations() {
     let down = app(503, Duration::ZERO).await;
     let cd = FakeCodeDeploy::start(vec![]).await;
     let cfg = json!({"checks": {"h": {"type": "http", "url": format!("http://{down}/health"), "failureLimit": 1000, "interval": "1s"}}}).to_string();
-    let services = cd.services(Some(&cfg)).await;
-    services.set_own_function(Some("greenlight-before-allow-traffic".into()));
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    services.set_lambda(invoke_capture(sent.clone()));
+    let (services, sent) = re_invoking(&cd, &cfg).await;
     // The check was first evaluated 10m 5s ago, many hops back; `within` is 10m by default.
     let now = greenlight::runner::now_ms();
     let first = now - 10 * 60 * 1000 - 5_000;
