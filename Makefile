@@ -72,12 +72,12 @@ bench-rollout:
 
 ## Regenerate docs/greenlight.schema.json from the Rust types.
 schema:
-	GREENLIGHT_UPDATE_SCHEMA=1 cargo test -p greenlight --test answers json_schema
+	GREENLIGHT_UPDATE_SCHEMA=1 cargo test -p greenlight --test suite json_schema
 
 ## The property tests of the parsers, the runner and carried state with many more cases:
 ## PROPTEST_CASES of each (default 10,000; the default suite runs a few hundred).
 fuzz-long:
-	cargo test -p greenlight --test properties -- --ignored
+	cargo test -p greenlight --test suite properties:: -- --ignored
 
 ## Serve the four functions locally on port 9000 (see events/README.md).
 watch: tools

@@ -2,6 +2,7 @@
 //! check that needs HTTP fails with a message that says what to fix, and a hook without one
 //! is not affected. (One test in this binary: it changes the process's environment.)
 
+#[path = "suite/support/mod.rs"]
 mod support;
 
 use std::time::Duration;

@@ -9,7 +9,7 @@
 //!   levels deep is answered, and the value given back as it came.
 //! * An invocation error names a short `errorType`, not a Rust type path.
 
-mod support;
+use crate::support;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

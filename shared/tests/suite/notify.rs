@@ -3,7 +3,7 @@
 //! scenario uses recognisable secret values, and one test runs them all and scans every
 //! log line, record, answer and error for those values.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -2,7 +2,7 @@
 //! free port), and with its connection read from Secrets Manager and files from S3 in the
 //! moto emulator.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

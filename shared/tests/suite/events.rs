@@ -1,6 +1,6 @@
 //! Every file in `events/` parses as intended and gets the documented answer.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

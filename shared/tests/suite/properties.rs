@@ -8,7 +8,7 @@
 //! `make fuzz-long`, or `cargo test -p greenlight --test properties -- --ignored`, with
 //! `PROPTEST_CASES` cases (default 10,000).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! CodeDeploy invocations report through the real SDK to a local endpoint speaking
 //! CodeDeploy's JSON protocol: pass, fail, throttling, already completed, denied, hung.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

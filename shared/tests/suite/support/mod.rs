@@ -297,7 +297,7 @@ impl Moto {
         let started = std::time::Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
-                started.elapsed() < Duration::from_secs(60),
+                started.elapsed() < Duration::from_secs(180),
                 "moto_server did not start"
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -487,7 +487,7 @@ kill -INT "$pg" 2>/dev/null; wait "$pg" 2>/dev/null; rm -rf "$dir""#;
                 break;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(60),
+                started.elapsed() < Duration::from_secs(180),
                 "PostgreSQL did not start: {}",
                 std::fs::read_to_string(dir.join("log")).unwrap_or_default()
             );

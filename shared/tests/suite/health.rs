@@ -2,7 +2,7 @@
 //! target health against the moto AWS emulator, task health and image admission against
 //! recorded ECS and ECR replies (moto lacks DescribeServiceRevisions).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! recorded ECS replies for what moto lacks (DescribeServiceRevisions, exit codes other
 //! than 0, placement failures).
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The answer's exact shape, configuration errors, and the HTTP check driving the runtime
 //! against real local servers.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! command the README shows). A CodeDeploy event reports to a local endpoint speaking
 //! CodeDeploy's protocol. The decision record must show in the functions' JSON log.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::Stdio;

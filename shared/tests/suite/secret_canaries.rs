@@ -6,7 +6,7 @@
 //! functions' own log subscriber at TRACE. The HTTP and AWS client libraries stay capped
 //! at INFO whatever the level.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

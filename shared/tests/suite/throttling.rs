@@ -3,7 +3,7 @@
 //! way AWS does, and the gate keeps observing until its `within` instead of rolling a
 //! healthy service back. Each check's AWS calls are counted in the decision record.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! timestamps), read by the checks with GetMetricData; alarms driven with SetAlarmState.
 //! A counting proxy in front of moto asserts one GetMetricData call per evaluation.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

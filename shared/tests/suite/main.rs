@@ -1,0 +1,27 @@
+//! The library's integration tests, in one binary: each module is one area (the answers'
+//! shapes, CodeDeploy, health checks, metrics, migrations, notifications, the runner, the
+//! judge, the sample events, the documented examples, end to end under `cargo lambda`).
+//! One binary links the AWS SDK once. `no_ca_certificates` stays a binary of its own: it
+//! changes the process's environment.
+
+mod support;
+
+mod answers;
+mod codedeploy;
+mod documented_examples;
+mod e2e_cargo_lambda;
+mod events;
+mod health;
+mod judge_normal;
+mod judge_properties;
+mod judge_reference;
+mod judge_verdicts;
+mod metrics;
+mod migration_task;
+mod migrations;
+mod notify;
+mod properties;
+mod runner;
+mod runtime_api;
+mod secret_canaries;
+mod throttling;
