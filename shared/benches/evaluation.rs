@@ -13,7 +13,7 @@ use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use criterion::{Criterion, criterion_group, criterion_main};
 use greenlight::Role;
 use greenlight::Services;
-use greenlight::handler::handle;
+use greenlight::handle;
 use greenlight::services::BaseConfig;
 use serde_json::json;
 

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use greenlight::Role;
 use greenlight::Services;
-use greenlight::handler::handle;
+use greenlight::handle;
 use greenlight::services::BaseConfig;
 use serde_json::json;
 

@@ -2,9 +2,8 @@
 
 use serde::Serialize;
 
-use crate::protocol::ecs::{EcsEvent, Weights};
-use crate::protocol::{CodeDeployEvent, Stage};
 use crate::role::Role;
+use crate::stage::Stage;
 
 /// Which caller invoked the hook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -99,7 +98,7 @@ pub struct Deployment {
     pub codedeploy_deployment_id: Option<String>,
     /// What CodeDeploy says the deployment deploys (CodeDeploy invocations).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub codedeploy: Option<crate::discovery::CodeDeployFacts>,
+    pub codedeploy: Option<CodeDeployFacts>,
 }
 
 fn ser_role<S: serde::Serializer>(r: &Role, s: S) -> Result<S::Ok, S::Error> {
@@ -113,101 +112,9 @@ fn ser_stage<S: serde::Serializer>(st: &Option<Stage>, s: S) -> Result<S::Ok, S:
     }
 }
 
-fn weight_of(w: &Weights, arn: &str) -> Option<f64> {
-    w.iter().find(|(a, _)| a == arn).map(|(_, x)| *x)
-}
-
 impl Deployment {
-    pub fn from_ecs(role: Role, ev: &EcsEvent) -> Deployment {
-        let (stage, stage_assumed) = match &ev.lifecycle_stage {
-            Some(s) => (s.clone(), false),
-            None => (role.assumed_stage(), true),
-        };
-        let service = parse_ecs_arn(&ev.service_arn);
-        let target = parse_ecs_arn(&ev.target_service_revision_arn);
-        let target_arn = ev.target_service_revision_arn.as_str();
-
-        // The weight map that moves at this stage.
-        let moving = match stage {
-            Stage::TestTrafficShift => Some(&ev.test_traffic_weights),
-            Stage::ProductionTrafficShift => Some(&ev.production_traffic_weights),
-            _ => None,
-        };
-        let source = ev
-            .production_traffic_weights
-            .iter()
-            .chain(ev.test_traffic_weights.iter())
-            .find(|(arn, _)| arn != target_arn)
-            .map(|(arn, _)| arn.clone());
-        let traffic = match moving {
-            Some(w) if !w.is_empty() => {
-                let back = weight_of(w, target_arn) == Some(0.0)
-                    && w.iter().any(|(a, x)| a != target_arn && *x >= 100.0);
-                if back {
-                    TrafficDirection::Back
-                } else {
-                    TrafficDirection::Forward
-                }
-            }
-            _ => TrafficDirection::Unknown,
-        };
-        let all_weights_known =
-            !(ev.test_traffic_weights.is_empty() && ev.production_traffic_weights.is_empty());
-        let first_deployment =
-            (stage.shifts_traffic() && all_weights_known && source.is_none()).then_some(true);
-
-        Deployment {
-            protocol: Protocol::Ecs,
-            role,
-            stage: Some(stage),
-            stage_assumed,
-            key: ev
-                .resource_arn
-                .clone()
-                .unwrap_or_else(|| ev.target_service_revision_arn.clone()),
-            region: service.region.or(target.region.clone()),
-            account: service.account.or(target.account.clone()),
-            cluster: service.cluster.or(target.cluster.clone()),
-            service: service.service.or(target.service.clone()),
-            service_arn: Some(ev.service_arn.clone()),
-            service_deployment_arn: ev.resource_arn.clone(),
-            execution_id: ev.execution_id.clone(),
-            target_revision_arn: Some(ev.target_service_revision_arn.clone()),
-            target_revision_id: target.id,
-            source_revision_arn: source,
-            traffic,
-            first_deployment,
-            codedeploy_deployment_id: None,
-            codedeploy: None,
-        }
-    }
-
-    pub fn from_codedeploy(role: Role, ev: &CodeDeployEvent) -> Deployment {
-        Deployment {
-            protocol: Protocol::CodeDeploy,
-            role,
-            stage: None,
-            stage_assumed: false,
-            key: ev.deployment_id.clone(),
-            region: std::env::var("AWS_REGION").ok(),
-            account: None,
-            cluster: None,
-            service: None,
-            service_arn: None,
-            service_deployment_arn: None,
-            execution_id: Some(ev.execution_id.clone()),
-            target_revision_arn: None,
-            target_revision_id: None,
-            source_revision_arn: None,
-            traffic: TrafficDirection::Unknown,
-            first_deployment: None,
-            codedeploy_deployment_id: Some(ev.deployment_id.clone()),
-            codedeploy: None,
-        }
-    }
-
     /// Fills in what CodeDeploy discovery found: the ECS service, or the Lambda function.
-    pub fn with_codedeploy(mut self, facts: crate::discovery::CodeDeployFacts) -> Deployment {
+    pub fn with_codedeploy(mut self, facts: CodeDeployFacts) -> Deployment {
         if let Some(ecs) = &facts.ecs {
             let arn = ecs
                 .service_arn
@@ -239,6 +146,81 @@ impl Deployment {
     /// True while ECS is moving traffic back to the previous revision.
     pub fn rolling_back(&self) -> bool {
         self.traffic == TrafficDirection::Back
+    }
+}
+
+/// A task set of a CodeDeploy ECS deployment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSet {
+    pub id: String,
+    /// The target group's name.
+    pub target_group: Option<String>,
+    pub traffic_weight: f64,
+    pub running: i64,
+    pub desired: i64,
+    pub status: Option<String>,
+}
+
+/// The ECS side of a CodeDeploy deployment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsFacts {
+    pub cluster: Option<String>,
+    pub service: Option<String>,
+    pub service_arn: Option<String>,
+    pub green: Option<TaskSet>,
+    pub blue: Option<TaskSet>,
+    pub production_listeners: Vec<String>,
+    pub test_listeners: Vec<String>,
+}
+
+/// The Lambda side of a CodeDeploy deployment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaFacts {
+    pub function_name: Option<String>,
+    pub alias: Option<String>,
+    pub current_version: Option<String>,
+    pub target_version: Option<String>,
+    pub target_version_weight: f64,
+}
+
+/// A CodeDeploy deployment, discovered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeDeployFacts {
+    pub deployment_id: String,
+    /// `ECS`, `Lambda` or `Server`.
+    pub compute_platform: String,
+    pub application: String,
+    pub deployment_group: String,
+    pub ecs: Option<EcsFacts>,
+    pub lambda: Option<LambdaFacts>,
+    /// The target's lifecycle events: (name, status).
+    pub lifecycle_events: Vec<(String, String)>,
+}
+
+impl CodeDeployFacts {
+    /// `application/deploymentGroup`, the key of per-deployment-group settings.
+    pub fn group_key(&self) -> String {
+        format!("{}/{}", self.application, self.deployment_group)
+    }
+
+    /// Whether one of `hooks` already has a final status and none is running: a retried
+    /// invocation after the status was reported.
+    pub fn already_reported(&self, hooks: &[&str]) -> Option<String> {
+        let mine: Vec<&(String, String)> = self
+            .lifecycle_events
+            .iter()
+            .filter(|(n, _)| hooks.contains(&n.as_str()))
+            .collect();
+        let running = mine.iter().any(|(_, s)| s == "InProgress");
+        let done = mine.iter().find(|(_, s)| s == "Succeeded" || s == "Failed");
+        match (running, done) {
+            (false, Some((name, status))) => Some(format!("{name} is already {status}")),
+            _ => None,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! A successful look-up is kept for the rest of the invocation; a failed one is not, so
 //! that a check observing again (after throttling, say) asks AWS again.
 
+use aws_sdk_elasticloadbalancingv2::types::TargetGroup;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
@@ -52,6 +53,19 @@ pub struct Facts {
     stage_started: OnceCell<Option<u64>>,
 }
 
+/// The revision `arn` names, from `cell` or described now (and kept when it succeeds).
+async fn once(
+    cell: &OnceCell<Revision>,
+    services: &Services,
+    arn: Result<String, &str>,
+    budget: &Budget,
+) -> Result<Revision, Failure> {
+    let arn = arn.map_err(str::to_string);
+    cell.get_or_try_init(|| describe(services, arn, budget))
+        .await
+        .cloned()
+}
+
 impl Facts {
     pub fn new() -> Facts {
         Facts::default()
@@ -76,29 +90,10 @@ impl Facts {
         deployment: &Deployment,
         budget: &Budget,
     ) -> Result<Revision, Failure> {
-        let arn = deployment.target_revision_arn.clone().ok_or_else(|| {
-            "the deployment names no target service revision: a CodeDeploy event names none, so this check needs an ECS lifecycle hook, or its settings must name what to look at (for targetHealth, targetGroups)".to_string()
-        });
-        self.revision
-            .get_or_try_init(|| describe(services, arn, budget))
-            .await
-            .cloned()
-    }
-
-    /// `DescribeServiceRevisions` for the source (blue) revision, once.
-    pub async fn source_revision(
-        &self,
-        services: &Services,
-        deployment: &Deployment,
-        budget: &Budget,
-    ) -> Result<Revision, Failure> {
-        let arn = deployment.source_revision_arn.clone().ok_or_else(|| {
-            "the event names no previous (blue) revision: the traffic weights are empty at this stage, or this is the first deployment".to_string()
-        });
-        self.source
-            .get_or_try_init(|| describe(services, arn, budget))
-            .await
-            .cloned()
+        let arn = deployment.target_revision_arn.clone().ok_or(
+            "the deployment names no target service revision: a CodeDeploy event names none, so this check needs an ECS lifecycle hook, or its settings must name what to look at (for targetHealth, targetGroups)",
+        );
+        once(&self.revision, services, arn, budget).await
     }
 
     /// The target groups of the new (`green`) or previous revision, as ARNs: from the ECS
@@ -121,21 +116,9 @@ impl Facts {
                         if green { "green" } else { "blue" }
                     )
                 })?;
-            let call = services
-                .elbv2()
-                .await
-                .describe_target_groups()
-                .names(&name)
-                .send();
-            let out = aws::call(
-                budget,
-                "ELBv2 DescribeTargetGroups",
-                "elasticloadbalancing:DescribeTargetGroups",
-                call,
-            )
-            .await?;
-            return Ok(out
-                .target_groups()
+            let groups =
+                describe_target_group(services, budget, TargetGroupBy::Name(&name)).await?;
+            return Ok(groups
                 .iter()
                 .filter_map(|t| t.target_group_arn().map(str::to_string))
                 .collect());
@@ -143,7 +126,10 @@ impl Facts {
         let rev = if green {
             self.revision(services, deployment, budget).await?
         } else {
-            self.source_revision(services, deployment, budget).await?
+            let arn = deployment.source_revision_arn.clone().ok_or(
+                "the event names no previous (blue) revision: the traffic weights are empty at this stage, or this is the first deployment",
+            );
+            once(&self.source, services, arn, budget).await?
         };
         Ok(rev.target_groups)
     }
@@ -223,21 +209,10 @@ impl Facts {
     ) -> Result<String, Failure> {
         self.load_balancer
             .get_or_try_init(|| async {
-                let call = services
-                    .elbv2()
-                    .await
-                    .describe_target_groups()
-                    .target_group_arns(target_group)
-                    .send();
-                let out = aws::call(
-                    budget,
-                    "ELBv2 DescribeTargetGroups",
-                    "elasticloadbalancing:DescribeTargetGroups",
-                    call,
-                )
-                .await?;
-                let lb = out
-                    .target_groups()
+                let groups =
+                    describe_target_group(services, budget, TargetGroupBy::Arn(target_group))
+                        .await?;
+                let lb = groups
                     .first()
                     .and_then(|t| t.load_balancer_arns().first())
                     .ok_or_else(|| {
@@ -252,6 +227,34 @@ impl Facts {
             .await
             .cloned()
     }
+}
+
+/// How a target group is named to ELBv2.
+enum TargetGroupBy<'a> {
+    Name(&'a str),
+    Arn(&'a str),
+}
+
+/// ELBv2 `DescribeTargetGroups` for one target group.
+async fn describe_target_group(
+    services: &Services,
+    budget: &Budget,
+    by: TargetGroupBy<'_>,
+) -> Result<Vec<TargetGroup>, Failure> {
+    let request = services.elbv2().await.describe_target_groups();
+    let call = match by {
+        TargetGroupBy::Name(name) => request.names(name),
+        TargetGroupBy::Arn(arn) => request.target_group_arns(arn),
+    }
+    .send();
+    let out = aws::call(
+        budget,
+        "ELBv2 DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetGroups",
+        call,
+    )
+    .await?;
+    Ok(out.target_groups().to_vec())
 }
 
 async fn describe(

@@ -2,45 +2,54 @@
 //! hooks.
 //!
 //! Four thin Lambda binaries (`before-install`, `after-install`, `before-allow-traffic`,
-//! `after-allow-traffic`) call [`run`] with their [`Role`]; this crate does the rest:
+//! `after-allow-traffic`) call [`run`] with their [`Role`]; this crate does the rest. Its
+//! modules form layers, each using only those below it:
 //!
-//! * [`protocol`]: the ECS and CodeDeploy contracts, in and out;
-//! * [`deployment`]: the facts of the deployment every check can use;
-//! * [`config`]: the configuration, its sources, strict validation, and its JSON Schema;
-//! * [`checks`]: one module per check kind;
-//! * [`judge`]: the canary-versus-baseline statistics (pure);
-//! * [`runner`]: concurrent checks inside a time budget, polling, policies, the verdict;
-//! * [`record`]: the decision record;
-//! * [`notify`]: notifications to Slack, Microsoft Teams, a webhook or SNS;
-//! * [`handler`]: the hook runtime that always answers.
+//! 1. [`edge`]: the Lambda edge. ECS (parse, carried state, answer) and CodeDeploy
+//!    (discovery, continuation, report); every event gets an answer.
+//! 2. [`engine`]: the protocol-free decision: which checks run, the runner (concurrency,
+//!    polling, policies, time budget), the verdict, and the notification step.
+//! 3. [`config`]: the configuration: sources, merging, validation, JSON Schema.
+//! 4. [`checks`] (one folder per kind behind the [`checks::Check`] interface) and
+//!    [`notify`] (channels, events, notices, delivery).
+//! 5. [`metrics`] (metric sources behind [`metrics::MetricQuery`]), [`facts`] (ECS
+//!    look-ups shared by the checks) and [`judge`] (the canary statistics, pure).
+//! 6. Adapters: [`services`] (clients, built once), [`aws`] (calls, errors, counting),
+//!    [`secrets`], [`template`] (placeholders).
+//! 7. Foundations: [`deployment`], [`record`], [`verdict`], [`schema`] (strict settings,
+//!    tagged registries), [`stage`], [`role`], [`budget`], [`duration`], [`text`],
+//!    [`logging`].
 
 pub mod aws;
 pub mod budget;
 pub mod checks;
 pub mod config;
 pub mod deployment;
-pub mod discovery;
-
 pub mod duration;
+pub mod edge;
+pub mod engine;
 pub mod facts;
-pub mod handler;
 pub mod judge;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
-pub mod protocol;
 pub mod record;
 pub mod role;
-pub mod runner;
+pub mod schema;
+pub mod secrets;
 pub mod services;
+pub mod stage;
 pub mod template;
 pub mod text;
 pub mod verdict;
+
+pub use edge::{handle, handle_payload, protocol};
 
 use std::sync::Arc;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 
-use protocol::payload::{Answer, Payload};
+use edge::protocol::payload::{Answer, Payload};
 
 pub use lambda_runtime::Error;
 pub use role::Role;
@@ -70,7 +79,7 @@ pub async fn run(role: Role) -> Result<(), Error> {
             // Boxed: the hook's future is deep, and a box keeps the binaries' type layout
             // shallow.
             let answer: futures::future::BoxFuture<'_, Result<Answer, String>> = Box::pin(
-                handler::handle_payload(&services, role, &event.payload, deadline),
+                edge::handle_payload(&services, role, &event.payload, deadline),
             );
             answer.await.map_err(|message| Diagnostic {
                 error_type: ERROR_TYPE.into(),

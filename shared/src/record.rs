@@ -1,10 +1,38 @@
 //! The decision record: one per invocation, saying what each check saw, what it expected,
 //! its verdict and why. It goes to the log in full and, trimmed, into the answer.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 
-use crate::deployment::Deployment;
+use crate::deployment::{Deployment, Protocol};
+use crate::text::clip;
+use crate::verdict::HookStatus;
+
+/// An invocation's verdict, held in one place: its status, said in the caller's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: HookStatus,
+    /// CodeDeploy's words (`Succeeded`, `Failed`) rather than ECS's.
+    pub codedeploy: bool,
+}
+
+impl Verdict {
+    /// `SUCCEEDED`, `FAILED`, `IN_PROGRESS` for ECS; `Succeeded`, `Failed` for CodeDeploy
+    /// (`IN_PROGRESS` while its hook keeps waiting in a new invocation).
+    pub fn label(&self) -> &'static str {
+        match (self.codedeploy, self.status) {
+            (true, HookStatus::Succeeded) => "Succeeded",
+            (true, HookStatus::Failed) => "Failed",
+            (_, s) => s.as_str(),
+        }
+    }
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
 
 /// One check's line in the record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,6 +61,24 @@ pub struct CheckRecord {
     pub aws_calls: std::collections::BTreeMap<String, crate::aws::CallCount>,
 }
 
+/// The first `max` checks in short: name, type, verdict, effect, and the reason clipped to
+/// `reason_bytes` (the answer's `hookDetails`, a notification's body).
+pub fn summaries(checks: &[CheckRecord], max: usize, reason_bytes: usize) -> Vec<Value> {
+    checks
+        .iter()
+        .take(max)
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.kind,
+                "verdict": c.verdict,
+                "effect": c.effect,
+                "reason": clip(&c.reason, reason_bytes),
+            })
+        })
+        .collect()
+}
+
 /// One notification sent (or not) by an invocation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,7 +103,7 @@ pub struct DecisionRecord {
     pub function: String,
     /// `SUCCEEDED`, `FAILED` or `IN_PROGRESS` (CodeDeploy: the report sent is `Succeeded`
     /// or `Failed`).
-    pub verdict: String,
+    pub verdict: Verdict,
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_back_delay: Option<u64>,
@@ -77,39 +123,54 @@ pub struct DecisionRecord {
     pub budget_ms: u64,
 }
 
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 /// Longest reason kept in the answer's `hookDetails`.
 pub const ANSWER_REASON_CHARS: usize = 500;
 /// At most this many checks are listed in the answer; the log has them all.
 pub const ANSWER_MAX_CHECKS: usize = 20;
 
 impl DecisionRecord {
+    /// A record with `status` and `reason`, before any check ran.
+    pub fn new(
+        function: &str,
+        status: HookStatus,
+        reason: impl Into<String>,
+        deployment: Option<Deployment>,
+    ) -> DecisionRecord {
+        let codedeploy = deployment
+            .as_ref()
+            .is_some_and(|d| d.protocol == Protocol::CodeDeploy);
+        DecisionRecord {
+            function: function.to_string(),
+            verdict: Verdict { status, codedeploy },
+            reason: reason.into(),
+            call_back_delay: None,
+            deployment,
+            checks: Vec::new(),
+            notes: Vec::new(),
+            notifications: Vec::new(),
+            invocation: 1,
+            elapsed_ms: 0,
+            budget_ms: 0,
+        }
+    }
+
+    /// The status of the verdict.
+    pub fn status(&self) -> HookStatus {
+        self.verdict.status
+    }
+
+    /// Changes the verdict and says why; a final verdict asks for no call-back.
+    pub fn decide(&mut self, status: HookStatus, reason: impl Into<String>) {
+        self.verdict.status = status;
+        self.reason = reason.into();
+        if status != HookStatus::InProgress {
+            self.call_back_delay = None;
+        }
+    }
+
     /// The trimmed form carried in the answer: verdicts and reasons, no evidence.
     pub fn trimmed(&self) -> Value {
-        let checks: Vec<Value> = self
-            .checks
-            .iter()
-            .take(ANSWER_MAX_CHECKS)
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "type": c.kind,
-                    "verdict": c.verdict,
-                    "effect": c.effect,
-                    "reason": clip(&c.reason, ANSWER_REASON_CHARS),
-                })
-            })
-            .collect();
+        let checks = summaries(&self.checks, ANSWER_MAX_CHECKS, ANSWER_REASON_CHARS);
         let mut v = json!({
             "function": self.function,
             "verdict": self.verdict,
@@ -156,12 +217,13 @@ impl DecisionRecord {
     /// Writes the record to the log: one line, the full record as JSON in `decision`.
     pub fn log(&self) {
         let full = serde_json::to_string(self).unwrap_or_default();
-        match self.verdict.as_str() {
-            "FAILED" | "Failed" => {
-                tracing::warn!(decision = %full, "{} {}: {}", self.function, self.verdict, self.reason)
+        let verdict = self.verdict.label();
+        match self.verdict.status {
+            HookStatus::Failed => {
+                tracing::warn!(decision = %full, "{} {verdict}: {}", self.function, self.reason)
             }
             _ => {
-                tracing::info!(decision = %full, "{} {}: {}", self.function, self.verdict, self.reason)
+                tracing::info!(decision = %full, "{} {verdict}: {}", self.function, self.reason)
             }
         }
     }

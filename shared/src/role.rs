@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::protocol::Stage;
+use crate::stage::Stage;
 
 /// Which of the four Greenlight functions is running. Each binary says its role once, in
 /// `main.rs`; everything else is shared.

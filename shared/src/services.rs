@@ -1,7 +1,11 @@
 //! What lives for the whole process: the HTTP client, the AWS configuration and clients,
-//! and the function's own configuration source. Built once, on first use, never per
-//! invocation.
+//! the function's own configuration source, and what other modules keep for the life of
+//! the process ([`Services::local`]: cached secrets, notifications sent). Built once, on
+//! first use, never per invocation.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -11,7 +15,12 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::budget::Budget;
-use crate::config::{ConfigError, ENV_INLINE, ENV_PARAMETER, Source};
+use crate::schema::{ConfigError, Source};
+
+/// Environment variable holding the configuration as inline JSON.
+pub const ENV_INLINE: &str = "GREENLIGHT_CONFIG";
+/// Environment variable naming an SSM parameter that holds the configuration.
+pub const ENV_PARAMETER: &str = "GREENLIGHT_CONFIG_PARAMETER";
 
 /// Where the function's own configuration comes from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,6 +69,48 @@ macro_rules! client {
     };
 }
 
+/// The AWS clients, each built from the process's AWS configuration on first use, with
+/// Greenlight's call counter; and for each a setter that puts a ready client in its place
+/// (recorded replies in tests, tools).
+macro_rules! clients {
+    ($($name:ident, $set:ident: $sdk:ident;)*) => {
+        #[derive(Default)]
+        struct Clients {
+            $($name: OnceCell<$sdk::Client>,)*
+            s3: OnceCell<aws_sdk_s3::Client>,
+        }
+
+        impl Services {
+            $(
+                pub async fn $name(&self) -> &$sdk::Client {
+                    let sdk = self.sdk_config().await;
+                    self.clients
+                        .$name
+                        .get_or_init(|| async { client!($sdk, sdk) })
+                        .await
+                }
+
+                pub fn $set(&self, client: $sdk::Client) {
+                    let _ = self.clients.$name.set(client);
+                }
+            )*
+        }
+    };
+}
+
+clients! {
+    codedeploy, set_codedeploy: aws_sdk_codedeploy;
+    ssm, set_ssm: aws_sdk_ssm;
+    ecs, set_ecs: aws_sdk_ecs;
+    elbv2, set_elbv2: aws_sdk_elasticloadbalancingv2;
+    ecr, set_ecr: aws_sdk_ecr;
+    cloudwatch, set_cloudwatch: aws_sdk_cloudwatch;
+    lambda, set_lambda: aws_sdk_lambda;
+    secretsmanager, set_secretsmanager: aws_sdk_secretsmanager;
+    logs, set_logs: aws_sdk_cloudwatchlogs;
+    sns, set_sns: aws_sdk_sns;
+}
+
 /// The process-wide services.
 pub struct Services {
     base: Result<BaseConfig, ConfigError>,
@@ -68,19 +119,10 @@ pub struct Services {
     preset_sdk: Option<SdkConfig>,
     http: std::sync::OnceLock<Result<reqwest::Client, String>>,
     http_insecure: std::sync::OnceLock<Result<reqwest::Client, String>>,
-    codedeploy: OnceCell<aws_sdk_codedeploy::Client>,
-    ssm: OnceCell<aws_sdk_ssm::Client>,
-    ecs: OnceCell<aws_sdk_ecs::Client>,
-    elbv2: OnceCell<aws_sdk_elasticloadbalancingv2::Client>,
-    ecr: OnceCell<aws_sdk_ecr::Client>,
-    cloudwatch: OnceCell<aws_sdk_cloudwatch::Client>,
-    lambda: OnceCell<aws_sdk_lambda::Client>,
-    own_function: std::sync::Mutex<Option<String>>,
-    secretsmanager: OnceCell<aws_sdk_secretsmanager::Client>,
-    sns: OnceCell<aws_sdk_sns::Client>,
-    s3: OnceCell<aws_sdk_s3::Client>,
-    logs: OnceCell<aws_sdk_cloudwatchlogs::Client>,
-    notify: crate::notify::ProcessState,
+    clients: Clients,
+    own_function: Mutex<Option<String>>,
+    sns_regions: Mutex<HashMap<String, aws_sdk_sns::Client>>,
+    locals: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
 
 /// Describes a failed AWS call in words (code, message and request id only), naming the
@@ -152,19 +194,10 @@ impl Services {
             preset_sdk: sdk,
             http: std::sync::OnceLock::new(),
             http_insecure: std::sync::OnceLock::new(),
-            codedeploy: OnceCell::new(),
-            ssm: OnceCell::new(),
-            ecs: OnceCell::new(),
-            elbv2: OnceCell::new(),
-            ecr: OnceCell::new(),
-            cloudwatch: OnceCell::new(),
-            lambda: OnceCell::new(),
-            own_function: std::sync::Mutex::new(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok()),
-            secretsmanager: OnceCell::new(),
-            sns: OnceCell::new(),
-            s3: OnceCell::new(),
-            logs: OnceCell::new(),
-            notify: crate::notify::ProcessState::default(),
+            clients: Clients::default(),
+            own_function: Mutex::new(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok()),
+            sns_regions: Mutex::new(HashMap::new()),
+            locals: Mutex::new(HashMap::new()),
         }
     }
 
@@ -198,46 +231,6 @@ impl Services {
             .map_err(Clone::clone)
     }
 
-    pub async fn ecs(&self) -> &aws_sdk_ecs::Client {
-        let sdk = self.sdk_config().await;
-        self.ecs
-            .get_or_init(|| async { client!(aws_sdk_ecs, sdk) })
-            .await
-    }
-
-    pub async fn elbv2(&self) -> &aws_sdk_elasticloadbalancingv2::Client {
-        let sdk = self.sdk_config().await;
-        self.elbv2
-            .get_or_init(|| async { client!(aws_sdk_elasticloadbalancingv2, sdk) })
-            .await
-    }
-
-    pub async fn ecr(&self) -> &aws_sdk_ecr::Client {
-        let sdk = self.sdk_config().await;
-        self.ecr
-            .get_or_init(|| async { client!(aws_sdk_ecr, sdk) })
-            .await
-    }
-
-    pub async fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
-        let sdk = self.sdk_config().await;
-        self.cloudwatch
-            .get_or_init(|| async { client!(aws_sdk_cloudwatch, sdk) })
-            .await
-    }
-
-    pub async fn lambda(&self) -> &aws_sdk_lambda::Client {
-        let sdk = self.sdk_config().await;
-        self.lambda
-            .get_or_init(|| async { client!(aws_sdk_lambda, sdk) })
-            .await
-    }
-
-    /// Uses `client` for Lambda calls.
-    pub fn set_lambda(&self, client: aws_sdk_lambda::Client) {
-        let _ = self.lambda.set(client);
-    }
-
     /// The function this process runs as (`AWS_LAMBDA_FUNCTION_NAME`), which a CodeDeploy
     /// hook re-invokes to wait beyond one invocation.
     pub fn own_function(&self) -> Option<String> {
@@ -254,41 +247,12 @@ impl Services {
         }
     }
 
-    /// Uses `client` for CloudWatch calls.
-    pub fn set_cloudwatch(&self, client: aws_sdk_cloudwatch::Client) {
-        let _ = self.cloudwatch.set(client);
-    }
-
-    /// Uses `client` for ECS calls (tests with recorded replies).
-    pub fn set_ecs(&self, client: aws_sdk_ecs::Client) {
-        let _ = self.ecs.set(client);
-    }
-
-    /// Uses `client` for ELBv2 calls.
-    pub fn set_elbv2(&self, client: aws_sdk_elasticloadbalancingv2::Client) {
-        let _ = self.elbv2.set(client);
-    }
-
-    /// Uses `client` for ECR calls.
-    pub fn set_ecr(&self, client: aws_sdk_ecr::Client) {
-        let _ = self.ecr.set(client);
-    }
-
-    /// Uses `client` for Secrets Manager calls.
-    pub fn set_secretsmanager(&self, client: aws_sdk_secretsmanager::Client) {
-        let _ = self.secretsmanager.set(client);
-    }
-
-    /// Uses `client` for SNS calls (every region).
-    pub fn set_sns(&self, client: aws_sdk_sns::Client) {
-        let _ = self.sns.set(client);
-    }
-
     /// An S3 client; path-style addressing when a custom endpoint is configured (an
     /// emulator on localhost has no per-bucket host names).
     pub async fn s3(&self) -> &aws_sdk_s3::Client {
         let sdk = self.sdk_config().await;
-        self.s3
+        self.clients
+            .s3
             .get_or_init(|| async {
                 let config = aws_sdk_s3::config::Builder::from(sdk)
                     .force_path_style(sdk.endpoint_url().is_some())
@@ -299,26 +263,11 @@ impl Services {
             .await
     }
 
-    /// A CloudWatch Logs client (a migration task's log lines).
-    pub async fn logs(&self) -> &aws_sdk_cloudwatchlogs::Client {
-        let sdk = self.sdk_config().await;
-        self.logs
-            .get_or_init(|| async { client!(aws_sdk_cloudwatchlogs, sdk) })
-            .await
-    }
-
-    pub async fn secretsmanager(&self) -> &aws_sdk_secretsmanager::Client {
-        let sdk = self.sdk_config().await;
-        self.secretsmanager
-            .get_or_init(|| async { client!(aws_sdk_secretsmanager, sdk) })
-            .await
-    }
-
     /// An SNS client for `region` (a topic is published to in its own region), or for the
     /// process's region when `None`; built once per region. A client set with
     /// [`Services::set_sns`] serves every region.
     pub async fn sns_for(&self, region: Option<&str>) -> aws_sdk_sns::Client {
-        if let Some(preset) = self.sns.get() {
+        if let Some(preset) = self.clients.sns.get() {
             return preset.clone();
         }
         let sdk = self.sdk_config().await;
@@ -327,7 +276,6 @@ impl Services {
             .or_else(|| sdk.region().map(|r| r.to_string()))
             .unwrap_or_default();
         let mut clients = self
-            .notify
             .sns_regions
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -344,9 +292,19 @@ impl Services {
             .clone()
     }
 
-    /// Notification state kept for the life of the process: secrets read, what was sent.
-    pub(crate) fn notify_state(&self) -> &crate::notify::ProcessState {
-        &self.notify
+    /// What a module keeps for the life of the process (secrets read, notifications
+    /// sent), one value of each type, made on first use.
+    pub fn local<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut locals = self
+            .locals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = locals
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        Arc::clone(entry)
+            .downcast::<T>()
+            .expect("a local is stored under its own type")
     }
 
     pub async fn sdk_config(&self) -> &SdkConfig {
@@ -361,20 +319,6 @@ impl Services {
                     .load()
                     .await
             })
-            .await
-    }
-
-    pub async fn codedeploy(&self) -> &aws_sdk_codedeploy::Client {
-        let sdk = self.sdk_config().await;
-        self.codedeploy
-            .get_or_init(|| async { client!(aws_sdk_codedeploy, sdk) })
-            .await
-    }
-
-    pub async fn ssm(&self) -> &aws_sdk_ssm::Client {
-        let sdk = self.sdk_config().await;
-        self.ssm
-            .get_or_init(|| async { client!(aws_sdk_ssm, sdk) })
             .await
     }
 

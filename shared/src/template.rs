@@ -55,7 +55,7 @@ pub fn validate(template: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn lambda(d: &Deployment) -> Option<&crate::discovery::LambdaFacts> {
+fn lambda(d: &Deployment) -> Option<&crate::deployment::LambdaFacts> {
     d.codedeploy.as_ref().and_then(|c| c.lambda.as_ref())
 }
 
@@ -119,40 +119,4 @@ pub fn render_with(
         }
     }
     Ok(s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::ecs;
-    use crate::role::Role;
-
-    #[test]
-    fn fills_from_the_deployment() {
-        let ev = ecs::parse(&serde_json::json!({
-            "executionId": "e", "lifecycleStage": "TEST_TRAFFIC_SHIFT",
-            "executionDetails": {
-                "serviceArn": "arn:aws:ecs:eu-west-1:111:service/c1/web",
-                "targetServiceRevisionArn": "arn:aws:ecs:eu-west-1:111:service-revision/c1/web/42",
-                "testTrafficWeights": {"arn:aws:ecs:eu-west-1:111:service-revision/c1/web/42": 100, "arn:aws:ecs:eu-west-1:111:service-revision/c1/web/41": 0}
-            }
-        }))
-        .unwrap();
-        let d = Deployment::from_ecs(Role::BeforeAllowTraffic, &ev);
-        assert_eq!(
-            render("http://${service}.${cluster}.internal/health?rev=${targetRevisionId}&from=${sourceRevisionId}&at=${stage}", &d).unwrap(),
-            "http://web.c1.internal/health?rev=42&from=41&at=TEST_TRAFFIC_SHIFT"
-        );
-        assert!(
-            validate("http://${nope}/")
-                .unwrap_err()
-                .contains("unknown placeholder ${nope}")
-        );
-        assert!(
-            validate("http://${service/")
-                .unwrap_err()
-                .contains("unclosed")
-        );
-        assert_eq!(render("plain", &d).unwrap(), "plain");
-    }
 }

@@ -11,3 +11,10 @@ pub fn clip(s: &str, max: usize) -> String {
     }
     format!("{}…", &s[..end])
 }
+
+/// The message a panic carried, if it carried text.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> Option<String> {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+}

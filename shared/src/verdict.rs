@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::Value;
 
 /// The four outcomes of one evaluation.
@@ -154,6 +155,25 @@ impl From<Failure> for Evaluation {
             Evaluation::unobserved(f.message)
         } else {
             Evaluation::error(f.message)
+        }
+    }
+}
+
+/// The three answers ECS understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HookStatus {
+    Succeeded,
+    Failed,
+    InProgress,
+}
+
+impl HookStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookStatus::Succeeded => "SUCCEEDED",
+            HookStatus::Failed => "FAILED",
+            HookStatus::InProgress => "IN_PROGRESS",
         }
     }
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use greenlight::handler::handle;
+use greenlight::handle;
 use greenlight::role::Role;
 use serde_json::json;
 use support::*;

@@ -7,9 +7,11 @@
 //!   carried through `IN_PROGRESS` invocations (`greenlightState.notified`), and for both
 //!   protocols in a per-process cache keyed on the notification's id (best effort for a
 //!   CodeDeploy retry, which may land in another execution environment).
-//! * [`dispatch`] sends every due notification concurrently, each with its timeout and
-//!   retries, within the invocation's time; a failed notification changes nothing but the
-//!   record, unless its channel is `required`.
+//! * [`Outbox`] tells which notifications a verdict calls for and sends them
+//!   concurrently, each with its timeout and retries, within the invocation's time. It
+//!   returns what it delivered and decides nothing: the engine records the deliveries, and
+//!   turns a `required` channel's failure into a verdict
+//!   (`crate::engine::notifications`).
 //!
 //! Secrets (webhook URLs, signing secrets, header values) come from Secrets Manager or SSM,
 //! are cached for the life of the process, and never appear in a log, a record, an answer
@@ -17,38 +19,35 @@
 
 mod http;
 pub mod notice;
-pub mod secrets;
 pub mod settings;
 pub mod slack;
 pub mod sns;
 pub mod teams;
 pub mod webhook;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::panic::AssertUnwindSafe;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use futures::FutureExt;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::budget::Budget;
-use crate::config::{self, Source};
 use crate::deployment::{Deployment, Protocol};
 use crate::facts::Facts;
-use crate::handler::Decision;
-use crate::protocol::{HookStatus, Stage};
-use crate::record::NotificationRecord;
+use crate::record::{DecisionRecord, NotificationRecord};
 use crate::role::Role;
+use crate::secrets;
 use crate::services::Services;
+use crate::stage::Stage;
+use crate::verdict::HookStatus;
 
 pub use notice::Notice;
 pub use settings::{Channel, ChannelKind, Event, Notifications, SecretRef};
 
-use http::{Attempted, Redactor};
+pub use http::Attempted;
+use http::Redactor;
 
 /// What the event selection looks at: one invocation's facts and its final answer.
 #[derive(Clone, Copy, Debug)]
@@ -126,14 +125,12 @@ pub fn notification_id(d: &Deployment, event: Event, execution: &str) -> String 
 /// The most notification ids a process remembers.
 const REMEMBERED: usize = 1024;
 
-/// What lives in the process for notifications: the HTTP client for receivers, secrets
-/// read so far, what was sent, SNS clients for other regions.
+/// What lives in the process for notifications ([`Services::local`]): the HTTP client for
+/// receivers, and what was sent.
 #[derive(Default)]
 pub struct ProcessState {
     http: OnceLock<Result<reqwest::Client, String>>,
-    pub(crate) secrets: secrets::Cache,
     sent: Mutex<(HashSet<String>, VecDeque<String>)>,
-    pub(crate) sns_regions: Mutex<HashMap<String, aws_sdk_sns::Client>>,
 }
 
 impl ProcessState {
@@ -170,54 +167,10 @@ impl ProcessState {
     }
 }
 
-/// Where the invocation's configuration comes from.
-#[derive(Clone, Copy, Debug)]
-pub enum Origin<'a> {
-    /// ECS: the environment, then `hookDetails.greenlight`.
-    Ecs(&'a Map<String, Value>),
-    /// CodeDeploy: the environment only.
-    CodeDeploy,
-}
-
-/// Reads the `notifications` settings from the same sources as the checks. Only the
-/// `notifications` key is read, so a broken check still gets its failure announced.
-async fn load(
-    services: &Services,
-    origin: Origin<'_>,
-    budget: &Budget,
-) -> Result<Notifications, String> {
-    let mut sources: Vec<Source> = Vec::new();
-    sources.extend(
-        services
-            .base_config(budget)
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    if let Origin::Ecs(details) = origin {
-        sources.extend(crate::handler::hook_source(details).map_err(|e| e.to_string())?);
-    }
-    let only: Vec<Source> = sources
-        .into_iter()
-        .filter_map(|s| {
-            let v = s.value.get("notifications")?.clone();
-            Some(Source {
-                origin: s.origin,
-                value: json!({ "notifications": v }),
-            })
-        })
-        .collect();
-    if only.is_empty() {
-        return Ok(Notifications::default());
-    }
-    config::resolve(&only)
-        .map(|c| c.settings.notifications)
-        .map_err(|e| e.to_string())
-}
-
 /// The latest instant notifications may use. ECS answers from memory, so sends may run
 /// until shortly before the deadline; CodeDeploy still has to report, so sends stop where
 /// the decision had to (the budget plus half the margin).
-fn send_limit(budget: &Budget, protocol: Protocol) -> Instant {
+pub fn send_limit(budget: &Budget, protocol: Protocol) -> Instant {
     let now = Instant::now();
     let deadline = now + budget.until_deadline();
     let end = budget.end();
@@ -228,237 +181,203 @@ fn send_limit(budget: &Budget, protocol: Protocol) -> Instant {
     }
 }
 
-/// One notification to one channel.
-struct Due<'a> {
-    event: Event,
-    channel: &'a Channel,
-}
-
-/// The notifications due for `events`: every channel that takes the event, but for those
-/// in `skip` and what was sent before.
-fn plan<'a>(
-    settings: &'a Notifications,
-    events: &[Event],
-    skip: &[String],
-    sent_before: &dyn Fn(Event, &Channel) -> bool,
-) -> Vec<Due<'a>> {
-    let mut due = Vec::new();
-    for &event in events {
-        for channel in &settings.channels {
-            if channel.common.events.contains(&event)
-                && !skip.contains(&channel.name)
-                && !sent_before(event, channel)
-            {
-                due.push(Due { event, channel });
-            }
-        }
-    }
-    due
+/// One notification due: an event for a channel.
+#[derive(Clone, Copy)]
+pub struct Due<'a> {
+    pub event: Event,
+    pub channel: &'a Channel,
 }
 
 /// The result of one delivery.
-struct Delivered {
-    event: Event,
-    channel: String,
-    kind: &'static str,
-    attempted: Attempted,
-    took: Duration,
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    pub event: Event,
+    pub channel: String,
+    pub kind: &'static str,
+    pub attempted: Attempted,
+    pub took: Duration,
 }
 
-/// Sends what this invocation's decision calls for, and records it in the decision: the
-/// deliveries (and failures, as notes), what was sent (in the carried state), and — when
-/// a `required` channel could not deliver — a `FAILED` answer naming the channel.
-pub async fn dispatch(services: &Services, d: &mut Decision, origin: Origin<'_>, budget: &Budget) {
-    let Some(deployment) = d.record.deployment.clone() else {
-        return;
-    };
-    let limit = send_limit(budget, deployment.protocol);
-    let run = AssertUnwindSafe(run(services, d, &deployment, origin, budget, limit)).catch_unwind();
-    if let Err(panic) = run.await {
-        let msg = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".into());
-        tracing::error!("notifications: internal error ({msg}); the verdict is unchanged");
-        d.record.notes.push(format!(
-            "notifications were not sent: internal error ({msg})"
-        ));
+impl Delivered {
+    pub fn ok(&self) -> bool {
+        self.attempted.result.is_ok()
+    }
+
+    /// The delivery's line in the decision record.
+    pub fn record(&self) -> NotificationRecord {
+        NotificationRecord {
+            event: self.event.as_str().to_string(),
+            channel: self.channel.clone(),
+            kind: self.kind.to_string(),
+            delivered: self.ok(),
+            attempts: self.attempted.attempts,
+            error: self.attempted.result.clone().err(),
+            duration_ms: crate::duration::millis(self.took),
+        }
+    }
+
+    /// What the carried state remembers of a delivery: `<event>:<channel>`.
+    pub fn mark(&self) -> String {
+        format!("{}:{}", self.event.as_str(), self.channel)
     }
 }
 
-async fn run(
-    services: &Services,
-    d: &mut Decision,
-    deployment: &Deployment,
-    origin: Origin<'_>,
-    budget: &Budget,
+/// The notifications of one invocation: what is due for a verdict, and their delivery.
+/// It decides nothing: the caller turns what was delivered into the record, and a
+/// `required` channel's failure into a verdict.
+pub struct Outbox<'a> {
+    services: &'a Services,
+    settings: &'a Notifications,
+    deployment: &'a Deployment,
+    /// Stable across the invocations of one hook execution (see [`notification_id`]).
+    execution: String,
+    /// What earlier invocations of this hook delivered (`<event>:<channel>`).
+    carried: Vec<String>,
+    /// The target revision, when a check looked it up: its images need no look-up.
+    revision: Option<crate::facts::Revision>,
+    /// The revision's images, looked up when the first notification is sent.
+    images: tokio::sync::OnceCell<Vec<notice::Image>>,
     limit: Instant,
-) {
-    let settings = match load(services, origin, budget).await {
-        Ok(s) => s,
-        Err(e) => {
-            // A broken `notifications` setting has already failed the decision, except
-            // during a rollback, which never reads the checks.
-            tracing::warn!("notifications not sent: {e}");
-            if !d.record.reason.contains(&e) {
-                d.record.notes.push(format!("notifications not sent: {e}"));
-            }
-            return;
-        }
-    };
-    if settings.channels.is_empty() {
-        return;
-    }
-    let rolling_back = deployment.rolling_back();
-    let moment = |status| Moment {
-        protocol: deployment.protocol,
-        role: deployment.role,
-        stage: deployment.stage.as_ref(),
-        rolling_back,
-        status,
-        code_deploy_started_by: settings.code_deploy_started_by,
-    };
-    let execution = match deployment.protocol {
-        // Stable across the IN_PROGRESS invocations of one hook execution; a decision
-        // without state is final at once, so any value unique to it will do.
-        Protocol::Ecs => d
-            .state
-            .as_ref()
-            .map(|s| s.started_at_ms)
-            .unwrap_or_else(crate::runner::now_ms)
-            .to_string(),
-        Protocol::CodeDeploy => deployment.execution_id.clone().unwrap_or_default(),
-    };
-    let state = services.notify_state();
-    let carried: Vec<String> = d
-        .state
-        .as_ref()
-        .map(|s| s.notified.clone())
-        .unwrap_or_default();
-    let sent_before = |event: Event, channel: &Channel| {
-        let mark = format!("{}:{}", event.as_str(), channel.name);
-        let id = notification_id(deployment, event, &execution);
-        carried.contains(&mark) || state.was_sent(&format!("{id}:{}", channel.name))
-    };
-    let events = events_for(&moment(d.status));
-    let due = plan(&settings, &events, &[], &sent_before);
-    if due.is_empty() {
-        return;
-    }
-    let images = if settings.include_images {
-        images(services, deployment, d.revision.clone(), limit).await
-    } else {
-        Vec::new()
-    };
-    let log = notice::LogLocation::from_env();
-    let make = |d: &Decision, event: Event| -> Notice {
-        let subject = notice::subject(deployment);
-        let stage = notice::stage_label(deployment);
-        let verdict = d.status_label();
-        Notice {
-            event,
-            id: notification_id(deployment, event, &execution),
-            headline: notice::headline(event, &subject, deployment, &stage),
-            subject,
-            reason: d.record.reason.clone(),
-            checks: d.record.checks.clone(),
-            notes: d.record.notes.clone(),
-            function: d.record.function.clone(),
-            stage,
-            invocation: d.record.invocation,
-            duration: Duration::from_millis(d.record.elapsed_ms),
-            deployment: deployment.clone(),
-            images: images.clone(),
-            links: notice::Links {
-                console: notice::console_link(deployment),
-                logs: notice::log_stream_link(&log),
-                next_step: notice::next_step(deployment, event, &verdict),
-            },
-            verdict,
-            sent_at: SystemTime::now(),
-        }
-    };
+}
 
-    // Required channels first: when one cannot deliver, the answer becomes FAILED, and
-    // the other channels hear of the failure rather than of a success.
-    let (required, rest): (Vec<Due<'_>>, Vec<Due<'_>>) = due
-        .into_iter()
-        .partition(|x| x.channel.common.required && !rolling_back);
-    let mut results = Vec::new();
-    let mut rest = rest;
-    if !required.is_empty() {
-        let notices: Vec<Notice> = required.iter().map(|x| make(d, x.event)).collect();
-        let first = deliver_all(services, &required, &notices, limit).await;
-        let failed: Vec<&Delivered> = first
-            .iter()
-            .filter(|r| r.attempted.result.is_err())
-            .collect();
-        if let Some(f) = failed.first()
-            && d.status != HookStatus::Failed
-        {
-            let why = f.attempted.result.clone().err().unwrap_or_default();
-            let before = format!("{} ({})", d.status_label(), d.record.reason);
-            d.status = HookStatus::Failed;
-            d.call_back_delay = None;
-            d.record.reason = format!(
-                "notification channel {} ({}) is required and could not deliver the {} notification: {why}; the checks alone answered {before}",
-                f.channel, f.kind, f.event
-            );
-            let skip: Vec<String> = failed.iter().map(|r| r.channel.clone()).collect();
-            let delivered: Vec<(Event, String)> = first
-                .iter()
-                .filter(|r| r.attempted.result.is_ok())
-                .map(|r| (r.event, r.channel.clone()))
-                .collect();
-            rest = plan(
-                &settings,
-                &events_for(&moment(HookStatus::Failed)),
-                &skip,
-                &sent_before,
-            )
-            .into_iter()
-            .filter(|x| !delivered.contains(&(x.event, x.channel.name.clone())))
-            .collect();
-        }
-        results.extend(first);
-    }
-    if !rest.is_empty() {
-        let notices: Vec<Notice> = rest.iter().map(|x| make(d, x.event)).collect();
-        results.extend(deliver_all(services, &rest, &notices, limit).await);
-    }
-
-    for r in results {
-        let id = notification_id(deployment, r.event, &execution);
-        let record = NotificationRecord {
-            event: r.event.as_str().to_string(),
-            channel: r.channel.clone(),
-            kind: r.kind.to_string(),
-            delivered: r.attempted.result.is_ok(),
-            attempts: r.attempted.attempts,
-            error: r.attempted.result.clone().err(),
-            duration_ms: crate::duration::millis(r.took),
+impl<'a> Outbox<'a> {
+    /// `started_at_ms`: the start of the carried state (ECS), `carried`: what it says was
+    /// delivered; `revision`: the target revision, when a check looked it up.
+    pub fn new(
+        services: &'a Services,
+        settings: &'a Notifications,
+        deployment: &'a Deployment,
+        started_at_ms: Option<u64>,
+        carried: Vec<String>,
+        revision: Option<crate::facts::Revision>,
+        limit: Instant,
+    ) -> Outbox<'a> {
+        let execution = match deployment.protocol {
+            // Stable across the IN_PROGRESS invocations of one hook execution; a decision
+            // without state is final at once, so any value unique to it will do.
+            Protocol::Ecs => started_at_ms
+                .unwrap_or_else(crate::duration::now_ms)
+                .to_string(),
+            Protocol::CodeDeploy => deployment.execution_id.clone().unwrap_or_default(),
         };
-        match &r.attempted.result {
-            Ok(()) => {
-                tracing::info!(
-                    channel = %r.channel,
-                    kind = r.kind,
-                    event = r.event.as_str(),
-                    attempts = r.attempted.attempts,
-                    "notified {} ({}) of {}",
-                    r.channel,
-                    r.kind,
-                    r.event
-                );
-                state.remember(format!("{id}:{}", r.channel));
-                if let Some(s) = d.state.as_mut() {
-                    s.notified
-                        .push(format!("{}:{}", r.event.as_str(), r.channel));
+        Outbox {
+            services,
+            settings,
+            deployment,
+            execution,
+            carried,
+            revision,
+            images: tokio::sync::OnceCell::new(),
+            limit,
+        }
+    }
+
+    fn sent_before(&self, event: Event, channel: &Channel) -> bool {
+        let mark = format!("{}:{}", event.as_str(), channel.name);
+        let id = notification_id(self.deployment, event, &self.execution);
+        self.carried.contains(&mark)
+            || self
+                .services
+                .local::<ProcessState>()
+                .was_sent(&format!("{id}:{}", channel.name))
+    }
+
+    /// What a verdict of `status` calls for: every channel that takes one of its events,
+    /// but for those in `skip` and what was delivered before.
+    pub fn due(&self, status: HookStatus, skip: &[String]) -> Vec<Due<'a>> {
+        let moment = Moment {
+            protocol: self.deployment.protocol,
+            role: self.deployment.role,
+            stage: self.deployment.stage.as_ref(),
+            rolling_back: self.deployment.rolling_back(),
+            status,
+            code_deploy_started_by: self.settings.code_deploy_started_by,
+        };
+        let settings: &'a Notifications = self.settings;
+        let mut due = Vec::new();
+        for event in events_for(&moment) {
+            for channel in &settings.channels {
+                if channel.common.events.contains(&event)
+                    && !skip.contains(&channel.name)
+                    && !self.sent_before(event, channel)
+                {
+                    due.push(Due { event, channel });
                 }
             }
-            Err(e) => {
-                tracing::warn!(
+        }
+        due
+    }
+
+    /// Delivers `due`, telling what `record` says, and remembers in the process what was
+    /// delivered.
+    pub async fn send(&self, due: &[Due<'_>], record: &DecisionRecord) -> Vec<Delivered> {
+        let images = self
+            .images
+            .get_or_init(|| async {
+                if self.settings.include_images {
+                    images(
+                        self.services,
+                        self.deployment,
+                        self.revision.clone(),
+                        self.limit,
+                    )
+                    .await
+                } else {
+                    Vec::new()
+                }
+            })
+            .await;
+        let log = notice::LogLocation::from_env();
+        let d = self.deployment;
+        let notices: Vec<Notice> = due
+            .iter()
+            .map(|x| {
+                let subject = notice::subject(d);
+                let stage = notice::stage_label(d);
+                let verdict = record.verdict.label().to_string();
+                Notice {
+                    event: x.event,
+                    id: notification_id(d, x.event, &self.execution),
+                    headline: notice::headline(x.event, &subject, d, &stage),
+                    subject,
+                    reason: record.reason.clone(),
+                    checks: record.checks.clone(),
+                    notes: record.notes.clone(),
+                    function: record.function.clone(),
+                    stage,
+                    invocation: record.invocation,
+                    duration: Duration::from_millis(record.elapsed_ms),
+                    deployment: d.clone(),
+                    images: images.clone(),
+                    links: notice::Links {
+                        console: notice::console_link(d),
+                        logs: notice::log_stream_link(&log),
+                        next_step: notice::next_step(d, x.event, &verdict),
+                    },
+                    verdict,
+                    sent_at: SystemTime::now(),
+                }
+            })
+            .collect();
+        let delivered = deliver_all(self.services, due, &notices, self.limit).await;
+        let state = self.services.local::<ProcessState>();
+        for r in &delivered {
+            let id = notification_id(d, r.event, &self.execution);
+            match &r.attempted.result {
+                Ok(()) => {
+                    tracing::info!(
+                        channel = %r.channel,
+                        kind = r.kind,
+                        event = r.event.as_str(),
+                        attempts = r.attempted.attempts,
+                        "notified {} ({}) of {}",
+                        r.channel,
+                        r.kind,
+                        r.event
+                    );
+                    state.remember(format!("{id}:{}", r.channel));
+                }
+                Err(e) => tracing::warn!(
                     channel = %r.channel,
                     kind = r.kind,
                     event = r.event.as_str(),
@@ -467,14 +386,10 @@ async fn run(
                     r.channel,
                     r.kind,
                     r.event
-                );
-                d.record.notes.push(format!(
-                    "notification {} to {} ({}) failed: {e}",
-                    r.event, r.channel, r.kind
-                ));
+                ),
             }
         }
-        d.record.notifications.push(record);
+        delivered
     }
 }
 
@@ -599,7 +514,8 @@ async fn deliver(services: &Services, channel: &Channel, n: &Notice, limit: Inst
     let common = &channel.common;
     let timeout = common.timeout.get();
     let mut redact = Redactor::default();
-    let client = match services.notify_state().http() {
+    let state = services.local::<ProcessState>();
+    let client = match state.http() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

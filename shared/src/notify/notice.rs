@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::settings::Event;
 use crate::deployment::{Deployment, Protocol};
-use crate::protocol::Stage;
 use crate::record::CheckRecord;
+use crate::stage::Stage;
 
 /// The format version of the JSON body.
 pub const BODY_VERSION: u32 = 1;
@@ -308,20 +308,7 @@ impl Notice {
         if let Value::Object(m) = &mut deployment {
             m.insert("images".into(), json!(self.images));
         }
-        let checks: Vec<Value> = self
-            .checks
-            .iter()
-            .take(BODY_MAX_CHECKS)
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "type": c.kind,
-                    "verdict": c.verdict,
-                    "effect": c.effect,
-                    "reason": clip(&c.reason, BODY_REASON_BYTES / 4),
-                })
-            })
-            .collect();
+        let checks = crate::record::summaries(&self.checks, BODY_MAX_CHECKS, BODY_REASON_BYTES / 4);
         let mut body = json!({
             "version": BODY_VERSION,
             "id": self.id,

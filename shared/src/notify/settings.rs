@@ -7,14 +7,16 @@ use std::fmt;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
-use crate::config::{ConfigError, inline_schema, schema_keys, typed};
 use crate::duration::HumanDuration;
-use crate::protocol::kind_of;
 use crate::role::Role;
+use crate::schema::{
+    ConfigError, Entry, Registry, Tagged, inline_schema, kind_of, schema_keys, typed,
+};
+pub use crate::secrets::SecretRef;
 
 /// Something worth telling the on-call engineer about a deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -57,172 +59,6 @@ impl Event {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Where a secret value (a webhook URL, a signing secret, a header value) comes from.
-///
-/// Its `Debug` and `Serialize` forms never show a literal value.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub enum SecretRef {
-    /// Written into the configuration itself: for local testing.
-    Literal(String),
-    /// A Secrets Manager secret's `SecretString`, or one key of it when it holds a JSON
-    /// object.
-    SecretsManager {
-        secret_arn: String,
-        json_key: Option<String>,
-    },
-    /// An SSM parameter (a SecureString is decrypted).
-    Ssm { parameter: String },
-}
-
-impl SecretRef {
-    /// Where the value comes from, in words, without the value.
-    pub fn describe(&self) -> String {
-        match self {
-            SecretRef::Literal(_) => "the literal value in the configuration".into(),
-            SecretRef::SecretsManager {
-                secret_arn,
-                json_key: Some(k),
-            } => format!("key {k:?} of Secrets Manager secret {secret_arn}"),
-            SecretRef::SecretsManager { secret_arn, .. } => {
-                format!("Secrets Manager secret {secret_arn}")
-            }
-            SecretRef::Ssm { parameter } => format!("SSM parameter {parameter}"),
-        }
-    }
-}
-
-impl fmt::Debug for SecretRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretRef::Literal(_) => f.write_str("SecretRef::Literal(<redacted>)"),
-            other => write!(f, "SecretRef({})", other.describe()),
-        }
-    }
-}
-
-impl Serialize for SecretRef {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            SecretRef::Literal(_) => s.serialize_str("<redacted>"),
-            SecretRef::SecretsManager {
-                secret_arn,
-                json_key,
-            } => {
-                let mut m = Map::new();
-                m.insert("secretArn".into(), json!(secret_arn));
-                if let Some(k) = json_key {
-                    m.insert("jsonKey".into(), json!(k));
-                }
-                Value::Object(m).serialize(s)
-            }
-            SecretRef::Ssm { parameter } => json!({ "ssmParameter": parameter }).serialize(s),
-        }
-    }
-}
-
-const SECRET_REF_EXPECTED: &str = "expected a secret reference: {\"secretArn\": \"arn:aws:secretsmanager:…\", \"jsonKey\": \"…\"} (jsonKey optional), {\"ssmParameter\": \"/name\"}, or a literal string (for local testing)";
-
-impl<'de> Deserialize<'de> for SecretRef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let value = Value::deserialize(d)?;
-        let text = |v: Option<&Value>, key: &str| -> Result<Option<String>, D::Error> {
-            match v {
-                None => Ok(None),
-                Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
-                Some(Value::String(_)) => Err(D::Error::custom(format!("{key} is empty"))),
-                Some(other) => Err(D::Error::custom(format!(
-                    "{key} is {}, expected a string",
-                    kind_of(other)
-                ))),
-            }
-        };
-        match &value {
-            Value::String(s) if s.trim().is_empty() => Err(D::Error::custom(
-                "is empty; expected a secret reference or a literal string",
-            )),
-            Value::String(s) => Ok(SecretRef::Literal(s.clone())),
-            Value::Object(m) => {
-                if let Some(k) = m
-                    .keys()
-                    .find(|k| !["secretArn", "jsonKey", "ssmParameter"].contains(&k.as_str()))
-                {
-                    return Err(D::Error::custom(format!(
-                        "unknown key {k:?} in a secret reference; {SECRET_REF_EXPECTED}"
-                    )));
-                }
-                let arn = text(m.get("secretArn"), "secretArn")?;
-                let key = text(m.get("jsonKey"), "jsonKey")?;
-                let parameter = text(m.get("ssmParameter"), "ssmParameter")?;
-                match (arn, key, parameter) {
-                    (Some(arn), key, None) => {
-                        if !arn.starts_with("arn:") {
-                            return Err(D::Error::custom(format!(
-                                "secretArn {arn:?} is not an ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"
-                            )));
-                        }
-                        Ok(SecretRef::SecretsManager {
-                            secret_arn: arn,
-                            json_key: key,
-                        })
-                    }
-                    (None, None, Some(parameter)) => Ok(SecretRef::Ssm { parameter }),
-                    (None, Some(_), Some(_)) => Err(D::Error::custom(
-                        "jsonKey goes with secretArn only, not with ssmParameter",
-                    )),
-                    (Some(_), _, Some(_)) => Err(D::Error::custom(
-                        "has both secretArn and ssmParameter; keep one",
-                    )),
-                    (None, _, None) => Err(D::Error::custom(SECRET_REF_EXPECTED)),
-                }
-            }
-            other => Err(D::Error::custom(format!(
-                "is {}, {SECRET_REF_EXPECTED}",
-                kind_of(other)
-            ))),
-        }
-    }
-}
-
-impl JsonSchema for SecretRef {
-    fn schema_name() -> Cow<'static, str> {
-        "SecretReference".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "A secret: a Secrets Manager secret (its SecretString, or one key of it when it holds a JSON object), an SSM parameter (SecureString decrypted), or a literal string for local testing.",
-            "oneOf": [
-                {
-                    "type": "object",
-                    "title": "Secrets Manager",
-                    "properties": {
-                        "secretArn": {"type": "string", "pattern": "^arn:", "description": "The secret's ARN. The function's role needs secretsmanager:GetSecretValue on it (and kms:Decrypt with a customer managed key)."},
-                        "jsonKey": {"type": "string", "description": "When the secret holds a JSON object: the key whose string value to use."}
-                    },
-                    "required": ["secretArn"],
-                    "additionalProperties": false
-                },
-                {
-                    "type": "object",
-                    "title": "SSM parameter",
-                    "properties": {
-                        "ssmParameter": {"type": "string", "description": "The parameter's name. The function's role needs ssm:GetParameter on it (and kms:Decrypt for a SecureString)."}
-                    },
-                    "required": ["ssmParameter"],
-                    "additionalProperties": false
-                },
-                {
-                    "type": "string",
-                    "title": "literal",
-                    "minLength": 1,
-                    "description": "The value itself, for local testing: it is then part of the configuration (and, in hookDetails, of the ECS service)."
-                }
-            ]
-        })
     }
 }
 
@@ -453,35 +289,51 @@ struct NotificationsDocument {
 #[allow(dead_code)]
 struct ChannelDocument;
 
-/// The channel types: name, description, and the schema of their own settings.
-struct ChannelType {
-    name: &'static str,
-    description: &'static str,
-    schema: fn(&mut SchemaGenerator) -> Value,
+fn common_schema(generator: &mut SchemaGenerator) -> Value {
+    inline_schema::<ChannelCommon>(generator)
 }
 
-const TYPES: [ChannelType; 4] = [
-    ChannelType {
-        name: "slack",
-        description: "A Slack incoming webhook: a Block Kit message.",
-        schema: inline_schema::<SlackSettings>,
-    },
-    ChannelType {
-        name: "teams",
-        description: "Microsoft Teams through a Workflows webhook: an Adaptive Card.",
-        schema: inline_schema::<TeamsSettings>,
-    },
-    ChannelType {
-        name: "webhook",
-        description: "Any HTTP endpoint: Greenlight's JSON body, optionally signed with HMAC-SHA256.",
-        schema: inline_schema::<WebhookSettings>,
-    },
-    ChannelType {
-        name: "sns",
-        description: "An Amazon SNS topic: the JSON body as the message, with message attributes for subscription filters.",
-        schema: inline_schema::<SnsSettings>,
-    },
-];
+/// The channel types: name, description, the schema of their own settings, and their
+/// parser (one line each).
+static CHANNELS: Registry<ChannelKind> = Registry::new(
+    "channel",
+    "{\"type\": \"slack\", \"url\": {\"secretArn\": \"…\"}}",
+    common_schema,
+    &[
+        Tagged {
+            name: "slack",
+            description: "A Slack incoming webhook: a Block Kit message.",
+            schema: inline_schema::<SlackSettings>,
+            parse: |v, at| {
+                let s: SlackSettings = typed(v, at)?;
+                check_secret_url(&s.url, &format!("{at}.url"))?;
+                Ok(ChannelKind::Slack(s))
+            },
+        },
+        Tagged {
+            name: "teams",
+            description: "Microsoft Teams through a Workflows webhook: an Adaptive Card.",
+            schema: inline_schema::<TeamsSettings>,
+            parse: |v, at| {
+                let s: TeamsSettings = typed(v, at)?;
+                check_secret_url(&s.url, &format!("{at}.url"))?;
+                Ok(ChannelKind::Teams(s))
+            },
+        },
+        Tagged {
+            name: "webhook",
+            description: "Any HTTP endpoint: Greenlight's JSON body, optionally signed with HMAC-SHA256.",
+            schema: inline_schema::<WebhookSettings>,
+            parse: parse_webhook,
+        },
+        Tagged {
+            name: "sns",
+            description: "An Amazon SNS topic: the JSON body as the message, with message attributes for subscription filters.",
+            schema: inline_schema::<SnsSettings>,
+            parse: parse_sns,
+        },
+    ],
+);
 
 impl JsonSchema for ChannelDocument {
     fn schema_name() -> Cow<'static, str> {
@@ -489,66 +341,18 @@ impl JsonSchema for ChannelDocument {
     }
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let common = inline_schema::<ChannelCommon>(generator);
-        let variants: Vec<Value> = TYPES
-            .iter()
-            .map(|t| {
-                let own = (t.schema)(generator);
-                let mut properties = Map::new();
-                properties.insert(
-                    "type".into(),
-                    json!({"const": t.name, "description": t.description}),
-                );
-                for source in [&own, &common] {
-                    if let Some(Value::Object(p)) = source.get("properties") {
-                        properties.extend(p.clone());
-                    }
-                }
-                let mut required = vec![Value::from("type")];
-                if let Some(Value::Array(r)) = own.get("required") {
-                    required.extend(r.iter().cloned());
-                }
-                json!({
-                    "type": "object",
-                    "title": t.name,
-                    "description": t.description,
-                    "properties": properties,
-                    "required": required,
-                    "additionalProperties": false
-                })
-            })
-            .collect();
-        json_schema!({ "oneOf": variants })
+        CHANNELS.schema(generator)
     }
 }
 
-/// The keys each part allows, read once from the schema.
-struct Keys {
-    top: Vec<String>,
-    common: Vec<String>,
-    kinds: Vec<(&'static str, Vec<String>)>,
-}
-
-static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| {
-    let mut generator = SchemaGenerator::default();
-    Keys {
-        top: schema_keys(&inline_schema::<NotificationsDocument>(&mut generator)),
-        common: schema_keys(&inline_schema::<ChannelCommon>(&mut generator)),
-        kinds: TYPES
-            .iter()
-            .map(|t| (t.name, schema_keys(&(t.schema)(&mut generator))))
-            .collect(),
-    }
+/// The top-level keys of `notifications`, read once from the schema.
+static TOP_KEYS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    schema_keys(&inline_schema::<NotificationsDocument>(
+        &mut SchemaGenerator::default(),
+    ))
 });
 
 const AT: &str = "notifications";
-
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
 
 /// Header names Greenlight sets itself.
 const RESERVED_HEADERS: [&str; 6] = [
@@ -583,47 +387,53 @@ fn check_secret_url(r: &SecretRef, at: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn parse_channel(name: &str, value: &Value) -> Result<Channel, ConfigError> {
-    let at = format!("{AT}.channels.{name}");
-    let names: Vec<&str> = TYPES.iter().map(|t| t.name).collect();
-    let Value::Object(map) = value else {
-        return Err(ConfigError::new(
-            at,
-            format!(
-                "is {}, expected an object such as {{\"type\": \"slack\", \"url\": {{\"secretArn\": \"…\"}}}}",
-                kind_of(value)
-            ),
-        ));
-    };
-    let type_name = crate::config::type_tag(map, &at, "channel", &names)?;
-    let (kind_name, kind_keys) = KEYS
-        .kinds
-        .iter()
-        .find(|(n, _)| *n == type_name)
-        .expect("type_tag accepts known names only");
-    let mut common = Map::new();
-    let mut own = Map::new();
-    for (k, v) in map {
-        if k == "type" {
-            continue;
+fn parse_webhook(v: Value, at: &str) -> Result<ChannelKind, ConfigError> {
+    let s: WebhookSettings = typed(v, at)?;
+    check_secret_url(&s.url, &format!("{at}.url"))?;
+    for (h, v) in &s.headers {
+        let path = format!("{at}.headers.{h}");
+        if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            return Err(ConfigError::new(path, "is not a valid HTTP header name"));
         }
-        if KEYS.common.contains(k) {
-            common.insert(k.clone(), v.clone());
-        } else if kind_keys.contains(k) {
-            own.insert(k.clone(), v.clone());
-        } else {
-            let mut allowed = kind_keys.clone();
-            allowed.extend(KEYS.common.iter().cloned());
+        if RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
             return Err(ConfigError::new(
-                format!("{at}.{k}"),
-                format!(
-                    "unknown key for a {type_name} channel; expected one of: type, {}",
-                    allowed.join(", ")
-                ),
+                path,
+                "is set by Greenlight and cannot be configured",
+            ));
+        }
+        if let SecretRef::Literal(text) = v
+            && reqwest::header::HeaderValue::from_str(text).is_err()
+        {
+            return Err(ConfigError::new(
+                path,
+                "is not a valid HTTP header value (the value is not repeated here)",
             ));
         }
     }
-    let mut common: ChannelCommon = typed(Value::Object(common), &at)?;
+    Ok(ChannelKind::Webhook(s))
+}
+
+fn parse_sns(v: Value, at: &str) -> Result<ChannelKind, ConfigError> {
+    let s: SnsSettings = typed(v, at)?;
+    let fields: Vec<&str> = s.topic_arn.splitn(6, ':').collect();
+    if fields.len() != 6 || fields[0] != "arn" || fields[2] != "sns" || fields[5].is_empty() {
+        return Err(ConfigError::new(
+            format!("{at}.topicArn"),
+            format!(
+                "{:?} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+                s.topic_arn
+            ),
+        ));
+    }
+    Ok(ChannelKind::Sns(s))
+}
+
+fn parse_channel(
+    name: &str,
+    at: &str,
+    entry: Entry<'_, ChannelKind>,
+) -> Result<Channel, ConfigError> {
+    let mut common: ChannelCommon = typed(Value::Object(entry.common), at)?;
     let timeout = common.timeout.get();
     if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(60) {
         return Err(ConfigError::new(
@@ -643,59 +453,7 @@ fn parse_channel(name: &str, value: &Value) -> Result<Channel, ConfigError> {
         seen.push(*e);
         new
     });
-    let own = Value::Object(own);
-    let kind = match *kind_name {
-        "slack" => {
-            let s: SlackSettings = typed(own, &at)?;
-            check_secret_url(&s.url, &format!("{at}.url"))?;
-            ChannelKind::Slack(s)
-        }
-        "teams" => {
-            let s: TeamsSettings = typed(own, &at)?;
-            check_secret_url(&s.url, &format!("{at}.url"))?;
-            ChannelKind::Teams(s)
-        }
-        "webhook" => {
-            let s: WebhookSettings = typed(own, &at)?;
-            check_secret_url(&s.url, &format!("{at}.url"))?;
-            for (h, v) in &s.headers {
-                let path = format!("{at}.headers.{h}");
-                if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                    return Err(ConfigError::new(path, "is not a valid HTTP header name"));
-                }
-                if RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
-                    return Err(ConfigError::new(
-                        path,
-                        "is set by Greenlight and cannot be configured",
-                    ));
-                }
-                if let SecretRef::Literal(text) = v
-                    && reqwest::header::HeaderValue::from_str(text).is_err()
-                {
-                    return Err(ConfigError::new(
-                        path,
-                        "is not a valid HTTP header value (the value is not repeated here)",
-                    ));
-                }
-            }
-            ChannelKind::Webhook(s)
-        }
-        _ => {
-            let s: SnsSettings = typed(own, &at)?;
-            let fields: Vec<&str> = s.topic_arn.splitn(6, ':').collect();
-            if fields.len() != 6 || fields[0] != "arn" || fields[2] != "sns" || fields[5].is_empty()
-            {
-                return Err(ConfigError::new(
-                    format!("{at}.topicArn"),
-                    format!(
-                        "{:?} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
-                        s.topic_arn
-                    ),
-                ));
-            }
-            ChannelKind::Sns(s)
-        }
-    };
+    let kind = (entry.kind.parse)(Value::Object(entry.own), at)?;
     Ok(Channel {
         name: name.to_string(),
         common,
@@ -714,10 +472,10 @@ pub fn parse(value: &Value) -> Result<Notifications, ConfigError> {
             ),
         ));
     };
-    if let Some(unknown) = map.keys().find(|k| !KEYS.top.contains(k)) {
+    if let Some(unknown) = map.keys().find(|k| !TOP_KEYS.contains(k)) {
         return Err(ConfigError::new(
             format!("{AT}.{unknown}"),
-            format!("unknown key; expected one of: {}", KEYS.top.join(", ")),
+            format!("unknown key; expected one of: {}", TOP_KEYS.join(", ")),
         ));
     }
     let mut n = Notifications::default();
@@ -744,35 +502,17 @@ pub fn parse(value: &Value) -> Result<Notifications, ConfigError> {
             ));
         }
     }
-    match map.get("channels") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(entries)) => {
-            for (name, v) in entries {
-                if !valid_name(name) {
-                    return Err(ConfigError::new(
-                        format!("{AT}.channels.{name}"),
-                        "is not a valid channel name: use 1-64 letters, digits, '-' or '_'",
-                    ));
-                }
-                if v.is_null() {
-                    continue;
-                }
-                let channel = parse_channel(name, v)?;
-                if channel.common.enabled {
-                    n.channels.push(channel);
-                }
+    CHANNELS.entries(
+        map.get("channels"),
+        &format!("{AT}.channels"),
+        |name, at, entry| {
+            let channel = parse_channel(name, at, entry)?;
+            if channel.common.enabled {
+                n.channels.push(channel);
             }
-        }
-        Some(other) => {
-            return Err(ConfigError::new(
-                format!("{AT}.channels"),
-                format!(
-                    "is {}, expected an object of channel name → channel settings",
-                    kind_of(other)
-                ),
-            ));
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok(n)
 }
 

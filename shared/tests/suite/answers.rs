@@ -6,7 +6,7 @@ use crate::support;
 use std::time::Duration;
 
 use greenlight::Role;
-use greenlight::handler::handle;
+use greenlight::handle;
 use greenlight::protocol::{EcsResponse, HookStatus};
 use serde_json::{Map, Value, json};
 use support::*;
@@ -469,6 +469,6 @@ fn json_schema_is_current() {
     let stored = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         stored == fresh,
-        "docs/greenlight.schema.json is stale: run `GREENLIGHT_UPDATE_SCHEMA=1 cargo test -p greenlight --test answers json_schema` and commit it"
+        "docs/greenlight.schema.json is stale: run `GREENLIGHT_UPDATE_SCHEMA=1 cargo test -p greenlight --test suite json_schema` and commit it"
     );
 }

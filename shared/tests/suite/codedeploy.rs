@@ -6,7 +6,7 @@ use crate::support;
 use std::time::Duration;
 
 use greenlight::Role;
-use greenlight::handler::handle;
+use greenlight::handle;
 use serde_json::json;
 use support::*;
 
@@ -410,7 +410,7 @@ async fn the_wait_is_bounded_below_codedeploys_hour() {
     let cd = FakeCodeDeploy::start(vec![]).await;
     let cfg = json!({"checks": {"h": {"type": "http", "url": format!("http://{down}/health"), "failureLimit": 1000, "interval": "30s", "within": "55m"}}}).to_string();
     let (services, sent) = re_invoking(&cd, &cfg).await;
-    let now = greenlight::runner::now_ms();
+    let now = greenlight::duration::now_ms();
     let late = json!({"greenlightContinuation": {"deploymentId": "d-ABCDEF123", "lifecycleEventHookExecutionId": "exec-1",
         "state": null, "chainStartedAtMs": now - 49 * 60 * 1000 - 45_000, "hop": 12, "notBeforeMs": now}});
     let out = handle(
@@ -439,9 +439,9 @@ async fn within_keeps_counting_across_re_invocations() {
     let cfg = json!({"checks": {"h": {"type": "http", "url": format!("http://{down}/health"), "failureLimit": 1000, "interval": "1s"}}}).to_string();
     let (services, sent) = re_invoking(&cd, &cfg).await;
     // The check was first evaluated 10m 5s ago, many hops back; `within` is 10m by default.
-    let now = greenlight::runner::now_ms();
+    let now = greenlight::duration::now_ms();
     let first = now - 10 * 60 * 1000 - 5_000;
-    let state = json!({"v": greenlight::runner::STATE_VERSION, "deployment": "d-ABCDEF123", "invocations": 40, "startedAtMs": first,
+    let state = json!({"v": greenlight::engine::runner::STATE_VERSION, "deployment": "d-ABCDEF123", "invocations": 40, "startedAtMs": first,
         "checks": {"h": {"status": "pending", "effect": "waiting", "firstAtMs": first, "attempts": 600, "reason": "answered 503", "data": {}}}});
     let ev = json!({"greenlightContinuation": {"deploymentId": "d-ABCDEF123", "lifecycleEventHookExecutionId": "exec-1",
         "state": state, "chainStartedAtMs": first, "hop": 40, "notBeforeMs": now}});

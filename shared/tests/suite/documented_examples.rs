@@ -1,7 +1,8 @@
 //! What the documentation shows is what the code does.
 //!
-//! Every ```json block of README.md and docs/configuration.md is marked, on the line before
-//! it, with what it shows, and is checked as that:
+//! Every ```json block of README.md, docs/configuration.md and each check kind's README
+//! (shared/src/checks/*/README.md) is marked, on the line before it, with what it shows,
+//! and is checked as that:
 //!
 //! * `<!-- example: configuration -->`: a configuration document, which `config::parse`
 //!   accepts;
@@ -219,7 +220,7 @@ fn check_examples(file: &str) -> std::collections::BTreeMap<String, usize> {
             "event" => match protocol::parse(&value) {
                 Ok(Invocation::CodeDeploy(ev)) => {
                     if let Some(c) = ev.continuation {
-                        serde_json::from_value::<greenlight::runner::RunState>(c.state)
+                        serde_json::from_value::<greenlight::engine::runner::RunState>(c.state)
                             .unwrap_or_else(|e| panic!("{at}: the carried state: {e}"));
                     }
                 }
@@ -402,5 +403,54 @@ fn load_migrations_expecting(expect: &str) {
         ("found", Ok(files)) => assert!(files.len() >= 3, "{} files", files.len()),
         ("missing", Err(e)) => assert!(e.starts_with("cannot read the migration directory"), "{e}"),
         (_, other) => panic!("expected {expect}, got {:?}", other.map(|f| f.len())),
+    }
+}
+
+/// `metricThreshold` → `metric_threshold`: a kind's folder under `shared/src/checks`.
+fn folder_of(kind: &str) -> String {
+    let mut out = String::new();
+    for c in kind.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+#[test]
+fn every_check_kind_has_a_folder_whose_readme_shows_it_configured() {
+    let registered: Vec<&str> = greenlight::checks::REGISTRY.names();
+    for kind in &registered {
+        let readme = format!("shared/src/checks/{}/README.md", folder_of(kind));
+        let kinds = check_examples(&readme);
+        assert!(kinds.contains_key("configuration"), "{readme}: {kinds:?}");
+        let shown = json_blocks(&read(&readme))
+            .iter()
+            .filter(|b| b.marker.as_deref() == Some("configuration"))
+            .any(|b| {
+                let doc: Value = serde_json::from_str(&b.text).unwrap();
+                doc["checks"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .any(|(_, c)| c["type"] == *kind)
+            });
+        assert!(
+            shown,
+            "{readme} has no configuration example of a {kind} check"
+        );
+    }
+    // And every folder with a README is a registered kind.
+    let dir = root().join("shared/src/checks");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.join("README.md").exists() {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            assert!(
+                registered.iter().any(|k| folder_of(k) == name),
+                "shared/src/checks/{name} has a README but no registered kind"
+            );
+        }
     }
 }

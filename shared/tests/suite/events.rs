@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use greenlight::Role;
 use greenlight::deployment::{Deployment, TrafficDirection};
-use greenlight::handler::handle;
+use greenlight::handle;
 use greenlight::protocol::payload::{self, Payload};
 use greenlight::protocol::{self, Invocation, Stage};
 use support::*;
@@ -548,7 +548,7 @@ async fn hook_details_keys_of_other_tools_are_echoed_back() {
 #[tokio::test]
 async fn a_deeply_nested_key_of_another_tool_is_given_back_as_it_came() {
     let text = std::fs::read_to_string(events_dir().join("ecs-deep-hook-details.json")).unwrap();
-    let answer = greenlight::handler::handle_payload(
+    let answer = greenlight::handle_payload(
         &services_with(None),
         Role::BeforeAllowTraffic,
         &Payload::from_json(&text),

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::routing::get;
 use greenlight::Role;
 use greenlight::Services;
-use greenlight::handler::handle;
+use greenlight::handle;
 use serde_json::{Value, json};
 use support::*;
 
@@ -245,7 +245,9 @@ async fn forged_streak_counters_at_their_maximum_do_not_panic() {
     assert_eq!(streak["attempts"], u32::MAX);
     assert_eq!(streak["failures"], 3);
     assert_eq!(streak["recent"].as_array().unwrap().len(), 5);
-    assert!(carried["checks"]["h"]["firstAtMs"].as_u64().unwrap() <= greenlight::runner::now_ms());
+    assert!(
+        carried["checks"]["h"]["firstAtMs"].as_u64().unwrap() <= greenlight::duration::now_ms()
+    );
 
     // At the failure limit, with every counter at its maximum: the check fails.
     let mut next = called_back(&ev, &second);

@@ -16,6 +16,7 @@ mod judge_normal;
 mod judge_properties;
 mod judge_reference;
 mod judge_verdicts;
+mod layers;
 mod metrics;
 mod migration_task;
 mod migrations;

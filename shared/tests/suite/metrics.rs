@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::IntoResponse;
 use greenlight::Role;
 use greenlight::Services;
-use greenlight::handler::handle;
+use greenlight::handle;
 use greenlight::services::BaseConfig;
 use serde_json::{Value, json};
 use support::*;
@@ -275,7 +275,7 @@ async fn bake_window_passes_clean_and_carries_its_start_across_invocations() {
     again["hookDetails"] = first["hookDetails"].clone();
     let second = run(&env, &again, 10).await;
     assert_eq!(second["hookStatus"], "SUCCEEDED", "{second:#}");
-    assert!(greenlight::runner::now_ms() - started >= 4000);
+    assert!(greenlight::duration::now_ms() - started >= 4000);
     // A window start in the future (forged state) counts as now: the window still ends.
     let mut forged = ev.clone();
     forged["hookDetails"] = first["hookDetails"].clone();

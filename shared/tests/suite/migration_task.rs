@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_sdk_ecs::types as ecs;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use greenlight::Services;
-use greenlight::handler::handle;
+use greenlight::handle;
 use greenlight::role::Role;
 use serde_json::{Value, json};
 use support::*;
@@ -109,7 +109,7 @@ async fn concurrent_invocations_start_exactly_one_task_and_a_retry_adopts_it() {
         );
     }
 
-    let marker = greenlight::checks::migrations::task::marker(DEPLOYMENT, "migrate");
+    let marker = greenlight::checks::migration_task::marker(DEPLOYMENT, "migrate");
     let tasks = list_tasks(&moto, &marker);
     let tasks = tasks.as_array().unwrap();
     assert_eq!(tasks.len(), 1, "one task for ten invocations: {tasks:#?}");
@@ -150,7 +150,7 @@ async fn a_task_over_its_timeout_is_stopped_and_fails() {
         r.contains("was still RUNNING after") && r.contains("(timeout 1s); stopped it"),
         "{r}"
     );
-    let marker = greenlight::checks::migrations::task::marker(DEPLOYMENT, "migrate");
+    let marker = greenlight::checks::migration_task::marker(DEPLOYMENT, "migrate");
     let tasks = list_tasks(&moto, &marker);
     assert_eq!(tasks[0]["lastStatus"], "STOPPED", "{tasks:#}");
     assert!(
@@ -193,7 +193,7 @@ async fn a_long_task_answers_in_progress_and_carries_the_task_to_the_next_invoca
         b = run(&services, &next, 30).await;
     }
     assert_eq!(status(&b), "SUCCEEDED", "{b:#}");
-    let marker = greenlight::checks::migrations::task::marker(DEPLOYMENT, "migrate");
+    let marker = greenlight::checks::migration_task::marker(DEPLOYMENT, "migrate");
     let tasks = list_tasks(&moto, &marker);
     assert_eq!(tasks.as_array().unwrap().len(), 1);
     assert_eq!(tasks[0]["arn"], arn);
@@ -400,7 +400,7 @@ print('null')
     let reqs = requests.lock().unwrap();
     assert_eq!(reqs.len(), 1);
     let req = &reqs[0];
-    let marker = greenlight::checks::migrations::task::marker(DEPLOYMENT, "migrate");
+    let marker = greenlight::checks::migration_task::marker(DEPLOYMENT, "migrate");
     assert_eq!(req.task_definition(), Some(TD));
     assert_eq!(req.started_by(), Some(marker.as_str()));
     assert_eq!(req.client_token(), Some(marker.as_str()));

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use greenlight::Services;
-use greenlight::handler::handle;
+use greenlight::handle;
 use greenlight::role::Role;
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -57,7 +57,7 @@ fn reason(a: &Value) -> String {
 /// One evaluation of the check outside the handler, for its evidence (`observed`), which
 /// the answer leaves out.
 async fn evaluate(services: &Services, check: Value) -> greenlight::verdict::Evaluation {
-    use greenlight::checks::{self, CheckContext};
+    use greenlight::checks::CheckContext;
     let cfg = greenlight::config::parse(&json!({"checks": {"migrate": check}})).unwrap();
     let c = &cfg.checks[0];
     let greenlight::protocol::Invocation::Ecs(e) =
@@ -70,13 +70,12 @@ async fn evaluate(services: &Services, check: Value) -> greenlight::verdict::Eva
     let ctx = CheckContext {
         deployment: &deployment,
         services,
-        state: &Value::Null,
         budget: greenlight::budget::Budget::of(Duration::from_secs(30)),
         facts: &facts,
         name: &c.name,
         dry_run: c.common.dry_run,
     };
-    checks::evaluate(&c.kind, &ctx).await
+    c.kind.evaluate(&ctx, &Value::Null).await
 }
 
 async fn scalar(url: &str, sql: &'static str) -> Option<i64> {

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use greenlight::Role;
 use greenlight::Services;
-use greenlight::handler::handle;
+use greenlight::handle;
 use greenlight::services::BaseConfig;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use greenlight::budget::Budget;
 use greenlight::config::{self, CheckConfig, Source};
-use greenlight::runner::{self, RunState, RunVerdict};
+use greenlight::engine::runner::{self, RunState, RunVerdict};
 use greenlight::verdict::Evaluation;
 use serde_json::{Value, json};
 

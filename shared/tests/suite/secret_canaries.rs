@@ -69,9 +69,7 @@ fn with_trace_log<T>(f: impl AsyncFnOnce() -> T) -> (T, String) {
 }
 
 async fn answer(services: &Services, role: Role, ev: &Value) -> String {
-    match greenlight::handler::handle(services, role, ev, deadline_in(Duration::from_secs(60)))
-        .await
-    {
+    match greenlight::handle(services, role, ev, deadline_in(Duration::from_secs(60))).await {
         Ok(v) => v.to_string(),
         Err(e) => e,
     }

@@ -140,7 +140,7 @@ async fn services(endpoint: &str, checks: Value) -> Services {
 fn gate(endpoint: &str, checks: Value, secs: u64) -> (Value, Value) {
     let (answer, log) = support::with_function_log("info", async || {
         let s = services(endpoint, checks).await;
-        greenlight::handler::handle(
+        greenlight::handle(
             &s,
             Role::BeforeAllowTraffic,
             &event("ecs-test-traffic-shift.json"),
