@@ -36,7 +36,7 @@ $(VENV)/.installed: Makefile
 ## --output-format zip`) and greenlight.template.json, the hooks stack with template
 ## parameters, installing from those zips in an S3 bucket (README: Install without Rust or
 ## Node). The template is synthesised from the same CDK construct (cdk/lib/release-stack.ts).
-release: tools
+release: $(VENV)/.installed
 	cargo lambda build --release --arm64 --output-format zip \
 		--bin before-install --bin after-install --bin before-allow-traffic --bin after-allow-traffic
 	rm -rf dist && mkdir -p dist
