@@ -10,8 +10,10 @@ export PATH := $(VENV)/bin:$(PATH)
 
 CARGO_LAMBDA_VERSION := 1.9.2
 MOTO_VERSION := 5.2.1
+CFN_LINT_VERSION := 1.58.0
+CHECKOV_VERSION := 3.3.30
 
-.PHONY: test demo tools postgres-binaries fmt lint unit schema watch bench bench-rollout fuzz-long clean-tools
+.PHONY: release test demo tools postgres-binaries fmt lint unit schema watch bench bench-rollout fuzz-long clean-tools
 
 ## Install the tools the tests need into .tools/ (idempotent), and Debian's PostgreSQL
 ## server binaries when none are installed (the migration tests start a throwaway server).
@@ -26,12 +28,29 @@ postgres-binaries:
 
 $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'moto[server]==$(MOTO_VERSION)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'moto[server]==$(MOTO_VERSION)' \
+		'cfn-lint==$(CFN_LINT_VERSION)' 'checkov==$(CHECKOV_VERSION)'
 	touch $@
 
+## The packaged release in dist/: the four arm64 zips (`cargo lambda build --release --arm64
+## --output-format zip`) and greenlight.template.json, the hooks stack with template
+## parameters, installing from those zips in an S3 bucket (README: Install without Rust or
+## Node). The template is synthesised from the same CDK construct (cdk/lib/release-stack.ts).
+release: $(VENV)/.installed
+	cargo lambda build --release --arm64 --output-format zip \
+		--bin before-install --bin after-install --bin before-allow-traffic --bin after-allow-traffic
+	rm -rf dist && mkdir -p dist
+	for f in before-install after-install before-allow-traffic after-allow-traffic; do \
+		cp "$${CARGO_TARGET_DIR:-target}/lambda/$$f/bootstrap.zip" "dist/$$f.zip"; \
+	done
+	cd cdk && ([ -f node_modules/.package-lock.json ] || npm ci --no-audit --no-fund) && npm run --silent release-template -- ../dist
+	$(VENV)/bin/cfn-lint --non-zero-exit-code error dist/greenlight.template.json
+	cd dist && sha256sum *.zip greenlight.template.json > SHA256SUMS
+	@echo "dist/: $$(ls dist | tr '\n' ' ')"
+
 ## The whole suite: formatting, lints, unit, integration and end-to-end tests, the demo in
-## its short mode, then the CDK app's type check, Jest tests (cdk-nag included) and offline
-## synth.
+## its short mode, then the CDK app's type check, Jest tests (cdk-nag included), offline
+## synth and the release template, with cfn-lint and checkov on every template.
 test: tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

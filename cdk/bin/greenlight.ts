@@ -14,6 +14,18 @@
  *   migrationLogGroups              comma-separated log groups of the migration containers
  *   migrationSourceBuckets          comma-separated S3 buckets holding SQL migrations
  *   databaseSecretArns              comma-separated secrets holding database connections
+ *   vpcId, subnetIds                run the functions in these subnets of this VPC
+ *   securityGroupIds                their security groups (default: one created, all egress,
+ *                                   no ingress)
+ *   config                          a JSON file: each function's configuration by function
+ *                                   name, and `all`; validated, stored in SSM parameters
+ *   decryptionKeyArns               comma-separated KMS keys of SecureString parameters and
+ *                                   secrets the checks read
+ *   alarmTopicArn                   SNS topic the alarms notify (alarm and OK)
+ *   metricsNamespace                CloudWatch namespace of the decision metrics (Greenlight)
+ *   release                         true: the packaged template instead (`make release`):
+ *                                   the same stack, its settings as template parameters, the
+ *                                   code from zips in S3
  *   examples                        true: add the example stacks
  *   bundling                        false: do not build the functions (offline synthesis and
  *                                   tests; the templates then point at no code)
@@ -21,6 +33,8 @@
  * The stacks are environment-agnostic: `cdk synth` needs no credentials, and `cdk deploy`
  * deploys to the account and region of the credentials in use.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -30,6 +44,7 @@ import {
   GreenlightCode,
   GreenlightHooksStack,
   LambdaCanaryExampleStack,
+  ReleaseStack,
   validatePrefix,
 } from '../lib';
 
@@ -62,34 +77,66 @@ if ((families === undefined) !== (taskRoleArns === undefined)) {
   throw new Error('migrations need both migrationTaskDefinitionFamilies and migrationTaskRoleArns');
 }
 
-new GreenlightHooksStack(app, `${prefix}-hooks`, {
-  description: `Greenlight deployment hooks (${prefix})`,
-  prefix,
-  code: lambdaDir ? GreenlightCode.fromBuildOutput(lambdaDir) : GreenlightCode.fromWorkspace(),
-  logRetention: retentionDays as logs.RetentionDays,
-  codeDeployApplications: list('codeDeployApplications'),
-  migrations:
-    families && taskRoleArns
-      ? {
-          taskDefinitionFamilies: families,
-          taskRoleArns,
-          clusters: list('migrationClusters'),
-          logGroupNames: list('migrationLogGroups'),
-        }
-      : undefined,
-  migrationSourceBuckets: list('migrationSourceBuckets'),
-  databaseSecretArns: list('databaseSecretArns'),
-});
+const configPath = context('config');
+let configFile: Record<string, Record<string, unknown>> | undefined;
+if (configPath) {
+  const full = path.resolve(configPath);
+  let text: string;
+  try {
+    text = fs.readFileSync(full, 'utf8');
+  } catch (e) {
+    throw new Error(`config=${configPath}: cannot read ${full}: ${(e as Error).message}`);
+  }
+  try {
+    configFile = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`config=${configPath}: not JSON: ${(e as Error).message}`);
+  }
+}
 
-if (context('examples') === 'true') {
-  new EcsBlueGreenExampleStack(app, `${prefix}-example-ecs`, {
-    description: 'Greenlight example: ECS blue/green service with hooks',
-    prefix,
+if (context('release') === 'true') {
+  // The packaged template (`make release`): settings are template parameters, the code comes
+  // from zips in S3; nothing else is synthesised.
+  new ReleaseStack(app, 'greenlight', {
+    description: 'Greenlight deployment hooks for Amazon ECS blue/green and AWS CodeDeploy (packaged release)',
   });
-  new LambdaCanaryExampleStack(app, `${prefix}-example-lambda-canary`, {
-    description: 'Greenlight example: Lambda canary with CodeDeploy and hooks',
+} else {
+  new GreenlightHooksStack(app, `${prefix}-hooks`, {
+    description: `Greenlight deployment hooks (${prefix})`,
     prefix,
+    code: lambdaDir ? GreenlightCode.fromBuildOutput(lambdaDir) : GreenlightCode.fromWorkspace(),
+    logRetention: retentionDays as logs.RetentionDays,
+    codeDeployApplications: list('codeDeployApplications'),
+    migrations:
+      families && taskRoleArns
+        ? {
+            taskDefinitionFamilies: families,
+            taskRoleArns,
+            clusters: list('migrationClusters'),
+            logGroupNames: list('migrationLogGroups'),
+          }
+        : undefined,
+    migrationSourceBuckets: list('migrationSourceBuckets'),
+    databaseSecretArns: list('databaseSecretArns'),
+    vpcId: context('vpcId'),
+    subnetIds: list('subnetIds'),
+    securityGroupIds: list('securityGroupIds'),
+    configFile,
+    decryptionKeyArns: list('decryptionKeyArns'),
+    alarmTopicArn: context('alarmTopicArn'),
+    metricsNamespace: context('metricsNamespace'),
   });
+
+  if (context('examples') === 'true') {
+    new EcsBlueGreenExampleStack(app, `${prefix}-example-ecs`, {
+      description: 'Greenlight example: ECS blue/green service with hooks',
+      prefix,
+    });
+    new LambdaCanaryExampleStack(app, `${prefix}-example-lambda-canary`, {
+      description: 'Greenlight example: Lambda canary with CodeDeploy and hooks',
+      prefix,
+    });
+  }
 }
 
 // cdk-nag's AWS Solutions checks: synthesis stops on any finding not acknowledged with a reason.

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { RustFunction, type BundlingOptions } from 'cargo-lambda-cdk';
 import type { Construct } from 'constructs';
 
@@ -31,6 +32,14 @@ export abstract class GreenlightCode {
    */
   public static fromBuildOutput(lambdaDir: string): GreenlightCode {
     return new BuildOutputCode(lambdaDir);
+  }
+
+  /**
+   * Use the zips `make release` builds, uploaded to S3: `<keyPrefix><binary>.zip` in `bucket`
+   * (`before-install.zip`, ...), each holding the function's `bootstrap`.
+   */
+  public static fromBucket(bucket: s3.IBucket, keyPrefix: string): GreenlightCode {
+    return new BucketCode(bucket, keyPrefix);
   }
 
   /** @internal */
@@ -81,6 +90,25 @@ class BuildOutputCode extends GreenlightCode {
       architecture: lambda.Architecture.ARM_64,
       handler: 'bootstrap',
       code: lambda.Code.fromAsset(dir),
+    });
+  }
+}
+
+class BucketCode extends GreenlightCode {
+  constructor(
+    private readonly bucket: s3.IBucket,
+    private readonly keyPrefix: string,
+  ) {
+    super();
+  }
+
+  public _createFunction(scope: Construct, id: string, binary: string, options: GreenlightFunctionOptions) {
+    return new lambda.Function(scope, id, {
+      ...options,
+      runtime: lambda.Runtime.PROVIDED_AL2023,
+      architecture: lambda.Architecture.ARM_64,
+      handler: 'bootstrap',
+      code: lambda.Code.fromBucket(this.bucket, `${this.keyPrefix}${binary}.zip`),
     });
   }
 }

@@ -2,17 +2,32 @@
  * The four Greenlight functions with their log groups and roles, and the role ECS assumes to
  * invoke them.
  */
-import { ArnFormat, Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { createHash } from 'node:crypto';
+import { ArnFormat, Aws, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { GreenlightCode } from './code';
-import { DEFAULT_PREFIX, HOOKS, type HookName, type HookSpec, functionName, validatePrefix } from './hooks';
-import { acknowledgeWildcards } from './nag';
+import { type GreenlightConfigFile, resolveConfigFile, validateConfig } from './config-schema';
+import {
+  DEFAULT_METRICS_NAMESPACE,
+  DEFAULT_PREFIX,
+  HOOKS,
+  type HookName,
+  type HookSpec,
+  LIVE_ALIAS,
+  functionName,
+  validatePrefix,
+} from './hooks';
+import { GreenlightMonitoring } from './monitoring';
+import { acknowledge, acknowledgeWildcards, skipCheckov } from './nag';
 
 /** A Greenlight configuration document (docs/configuration.md), or part of one. */
 export type GreenlightConfig = { readonly [key: string]: unknown };
@@ -25,9 +40,22 @@ export interface GreenlightHookFunctions {
   readonly afterAllowTraffic: lambda.IFunction;
 }
 
+/** How `GreenlightHooks.fromPrefix` names the functions. */
+export interface GreenlightImportOptions {
+  /**
+   * The alias or version the hooks invoke: `live` (the version deployed last), a version
+   * number to pin the hooks to (`'7'`), or `null` for the unqualified function ($LATEST).
+   * @default 'live'
+   */
+  readonly qualifier?: string | null;
+}
+
 /** Settings of one function. */
 export interface GreenlightFunctionSettings {
-  /** The function's configuration, set as `GREENLIGHT_CONFIG`. @default - none */
+  /**
+   * The function's configuration, set as `GREENLIGHT_CONFIG`; validated at synthesis against
+   * `docs/greenlight.schema.json`. @default - none
+   */
   readonly config?: GreenlightConfig;
   /**
    * The name of an SSM parameter holding the configuration, set as
@@ -95,21 +123,55 @@ export interface GreenlightHooksProps {
   readonly vpc?: ec2.IVpc;
   /** @default - the VPC's private subnets */
   readonly vpcSubnets?: ec2.SubnetSelection;
-  /** @default - a security group that allows all outbound traffic */
+  /** @default - a security group that allows all outbound traffic and no inbound */
   readonly securityGroups?: ec2.ISecurityGroup[];
+  /**
+   * Each function's configuration, by function name (`before-install`, ...), with `all` merged
+   * under each (JSON Merge Patch): validated at synthesis, stored in an SSM String parameter
+   * `/<prefix>/config/<function>` and named in `GREENLIGHT_CONFIG_PARAMETER`. A change
+   * publishes a new version of the function. @default - none
+   */
+  readonly configFile?: GreenlightConfigFile;
+  /** CloudWatch namespace of the decision metrics (`GREENLIGHT_METRICS_NAMESPACE`). @default 'Greenlight' */
+  readonly metricsNamespace?: string;
+  /** Where the alarms go, when they go off and when they are OK again. @default - no action */
+  readonly alarmTopic?: sns.ITopic;
+  /**
+   * Gives the functions' roles the permissions Lambda needs to place them in a VPC, even
+   * without `vpc` (a template that decides at deployment). @default - only with `vpc`
+   */
+  readonly networkInterfacePermissions?: boolean;
 }
+
+/** How often Lambda retries a failed asynchronous invocation before it goes to the queue. */
+export const ASYNC_RETRY_ATTEMPTS = 2;
+/**
+ * How long an asynchronous invocation may wait (throttled, or between retries) before it
+ * goes to the queue: CodeDeploy fails a lifecycle event no one reported in an hour, so an
+ * older continuation is better known about than run.
+ */
+export const ASYNC_MAX_EVENT_AGE = Duration.minutes(30);
 
 export class GreenlightHooks extends Construct implements GreenlightHookFunctions {
   /**
    * The functions of a Greenlight hooks stack deployed with `prefix` in the scope's account
    * and region, for use in another app.
    */
-  public static fromPrefix(scope: Construct, id: string, prefix: string = DEFAULT_PREFIX): GreenlightHookFunctions {
+  public static fromPrefix(
+    scope: Construct,
+    id: string,
+    prefix: string = DEFAULT_PREFIX,
+    options: GreenlightImportOptions = {},
+  ): GreenlightHookFunctions {
     validatePrefix(prefix);
     const holder = new Construct(scope, id);
     const stack = Stack.of(scope);
-    const imported = (spec: HookSpec) =>
-      lambda.Function.fromFunctionAttributes(holder, spec.constructId, {
+    const qualifier = options.qualifier === undefined ? LIVE_ALIAS : options.qualifier;
+    if (qualifier !== null && !/^(\$LATEST|[0-9]+|[a-zA-Z0-9-_]+)$/.test(qualifier)) {
+      throw new Error(`invalid qualifier "${qualifier}": a version number or an alias name`);
+    }
+    const imported = (spec: HookSpec) => {
+      const fn = lambda.Function.fromFunctionAttributes(holder, spec.constructId, {
         functionArn: stack.formatArn({
           service: 'lambda',
           resource: 'function',
@@ -118,17 +180,39 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
         }),
         sameEnvironment: true,
       });
+      if (qualifier === null) return fn;
+      // The hook names the alias (or a version): `arn:...:function:greenlight-before-install:live`.
+      return lambda.Alias.fromAliasAttributes(holder, `${spec.constructId}Qualified`, {
+        aliasName: qualifier,
+        aliasVersion: lambda.Version.fromVersionAttributes(holder, `${spec.constructId}Version`, {
+          lambda: fn,
+          version: qualifier,
+        }),
+      });
+    };
     const [beforeInstall, afterInstall, beforeAllowTraffic, afterAllowTraffic] = HOOKS.map(imported);
     return { beforeInstall, afterInstall, beforeAllowTraffic, afterAllowTraffic };
   }
 
   public readonly prefix: string;
-  public readonly beforeInstall: lambda.Function;
-  public readonly afterInstall: lambda.Function;
-  public readonly beforeAllowTraffic: lambda.Function;
-  public readonly afterAllowTraffic: lambda.Function;
+  /** The `live` alias of each function: what hooks are wired to. */
+  public readonly beforeInstall: lambda.Alias;
+  public readonly afterInstall: lambda.Alias;
+  public readonly beforeAllowTraffic: lambda.Alias;
+  public readonly afterAllowTraffic: lambda.Alias;
   /** The four functions, in the order before-install, after-install, before-, after-allow-traffic. */
   public readonly functions: lambda.Function[];
+  /** Their `live` aliases, in the same order: each points at the version published last. */
+  public readonly aliases: lambda.Alias[];
+  /** The SSM parameters holding the functions' configuration (`configFile`), by function name. */
+  public readonly configParameters: { [name: string]: ssm.StringParameter };
+  /**
+   * Asynchronous invocations (CodeDeploy's, and a hook's continuations) that failed after
+   * Lambda's retries or grew too old: kept 14 days, and alarmed on.
+   */
+  public readonly failedInvocations: sqs.Queue;
+  /** Alarms, dashboard and saved Logs Insights queries. */
+  public readonly monitoring: GreenlightMonitoring;
   /** The permissions the checks use, attached to each function's role. */
   public readonly checksPolicy: iam.ManagedPolicy;
   /** The role ECS assumes to invoke the four functions (`RoleArn` of a lifecycle hook). */
@@ -136,18 +220,40 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
 
   constructor(scope: Construct, id: string, props: GreenlightHooksProps = {}) {
     super(scope, id);
-    const prefix = validatePrefix(props.prefix ?? DEFAULT_PREFIX);
+    // A prefix given as a token (a template parameter) is checked by the template.
+    const prefix = props.prefix !== undefined && Token.isUnresolved(props.prefix) ? props.prefix : validatePrefix(props.prefix ?? DEFAULT_PREFIX);
     this.prefix = prefix;
     const code = props.code ?? GreenlightCode.fromWorkspace();
+    const fileConfigs = props.configFile ? resolveConfigFile(props.configFile) : {};
+    this.configParameters = {};
+
+    this.failedInvocations = new sqs.Queue(this, 'FailedInvocations', {
+      queueName: `${prefix}-failed-invocations`,
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    skipCheckov(
+      this.failedInvocations,
+      'CKV_AWS_27',
+      'Encrypted at rest with SQS-managed keys (SqsManagedSseEnabled); the check only recognises a KMS key.',
+    );
+    acknowledge(
+      this.failedInvocations,
+      'AwsSolutions-SQS3',
+      "This queue is itself where failed asynchronous invocations end up (the functions' on-failure destination); what lands here is alarmed on and read by a person.",
+    );
 
     this.checksPolicy = new iam.ManagedPolicy(this, 'ChecksPolicy', {
       description: `What Greenlight's checks read and do (${prefix})`,
     });
     this.addCheckPermissions(props);
 
-    const fns = HOOKS.map((spec) => this.createFunction(spec, code, props));
-    [this.beforeInstall, this.afterInstall, this.beforeAllowTraffic, this.afterAllowTraffic] = fns;
+    const created = HOOKS.map((spec) => this.createFunction(spec, code, props, fileConfigs[spec.binary as keyof typeof fileConfigs]));
+    const fns = created.map((c) => c.fn);
     this.functions = fns;
+    this.aliases = created.map((c) => c.alias);
+    [this.beforeInstall, this.afterInstall, this.beforeAllowTraffic, this.afterAllowTraffic] = this.aliases;
 
     // ECS invokes the hooks with a role the service names in each lifecycle hook. It may
     // invoke these four functions and nothing else, and ECS may assume it only on behalf of
@@ -161,16 +267,34 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
         conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
       }),
     });
-    this.invokeRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        sid: 'InvokeGreenlightHooks',
-        actions: ['lambda:InvokeFunction'],
-        resources: fns.map((fn) => fn.functionArn),
-      }),
+    // The hooks name the `live` alias; a service pinned to a version names `<function>:<n>`.
+    const invoke = new iam.PolicyStatement({
+      sid: 'InvokeGreenlightHooks',
+      actions: ['lambda:InvokeFunction'],
+      resources: fns.flatMap((fn) => [fn.functionArn, `${fn.functionArn}:*`]),
+    });
+    this.invokeRole.addToPrincipalPolicy(invoke);
+    acknowledgeWildcards(
+      this.invokeRole,
+      invoke,
+      "Only Greenlight's four functions: `:*` covers their `live` alias and the versions a service may be pinned to.",
     );
+
+    this.monitoring = new GreenlightMonitoring(this, 'Monitoring', {
+      prefix,
+      functions: HOOKS.map((spec, i) => ({ name: spec.binary, fn: fns[i], logGroup: created[i].logGroup })),
+      failedInvocations: this.failedInvocations,
+      metricsNamespace: props.metricsNamespace ?? DEFAULT_METRICS_NAMESPACE,
+      alarmTopic: props.alarmTopic,
+    });
   }
 
-  private createFunction(spec: HookSpec, code: GreenlightCode, props: GreenlightHooksProps): lambda.Function {
+  private createFunction(
+    spec: HookSpec,
+    code: GreenlightCode,
+    props: GreenlightHooksProps,
+    fileConfig: Record<string, unknown> | undefined,
+  ): { fn: lambda.Function; alias: lambda.Alias; logGroup: logs.LogGroup } {
     const prefix = this.prefix;
     const name = functionName(prefix, spec);
     const settings = props.functions?.[spec.key] ?? {};
@@ -212,14 +336,42 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
       'Only this function, by its own name: `:*` covers the versions and aliases it may be invoked through.',
     );
 
-    const environment: Record<string, string> = {};
-    if (settings.config !== undefined && settings.configParameterName !== undefined) {
+    const environment: Record<string, string> = {
+      GREENLIGHT_METRICS_NAMESPACE: props.metricsNamespace ?? DEFAULT_METRICS_NAMESPACE,
+    };
+    const sources = [settings.config, settings.configParameterName, fileConfig].filter((x) => x !== undefined);
+    if (sources.length > 1) {
       throw new Error(
-        `${spec.key}: set config or configParameterName, not both (the function refuses both GREENLIGHT_CONFIG and GREENLIGHT_CONFIG_PARAMETER)`,
+        `${spec.key}: give one of config, configParameterName or an entry in configFile (the function refuses both GREENLIGHT_CONFIG and GREENLIGHT_CONFIG_PARAMETER)`,
       );
     }
     if (settings.config !== undefined) {
+      validateConfig(settings.config, `functions.${spec.key}.config`);
       environment.GREENLIGHT_CONFIG = stack.toJsonString(settings.config);
+    }
+    if (fileConfig !== undefined) {
+      const value = JSON.stringify(fileConfig);
+      const parameterName = `/${prefix}/config/${spec.binary}`;
+      const parameter = new ssm.StringParameter(this, `${spec.constructId}Config`, {
+        parameterName,
+        description: `Greenlight's ${spec.binary} configuration (${prefix}); the function reads it on each cold start`,
+        stringValue: value,
+        // Standard parameters hold 4 KB, advanced ones 8 KB.
+        tier: Buffer.byteLength(value) > 4096 ? ssm.ParameterTier.ADVANCED : ssm.ParameterTier.STANDARD,
+      });
+      this.configParameters[spec.binary] = parameter;
+      // By name, as the function reads it; the function is created after the parameter (below).
+      environment.GREENLIGHT_CONFIG_PARAMETER = parameterName;
+      // The parameter's content is not part of the function, so its digest is: a changed
+      // configuration changes the function, which publishes a new version behind `live`.
+      environment.GREENLIGHT_CONFIG_SHA256 = createHash('sha256').update(value).digest('hex');
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'ReadOwnConfiguration',
+          actions: ['ssm:GetParameter'],
+          resources: [parameterArn(stack, parameterName)],
+        }),
+      );
     }
     if (settings.configParameterName !== undefined) {
       environment.GREENLIGHT_CONFIG_PARAMETER = settings.configParameterName;
@@ -253,8 +405,59 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
       vpc: props.vpc,
       vpcSubnets: props.vpc ? props.vpcSubnets : undefined,
       securityGroups: props.vpc ? props.securityGroups : undefined,
+      // Versions stay when a new one is published: a service may be pinned to one.
+      currentVersionOptions: { removalPolicy: RemovalPolicy.RETAIN },
     });
-    return fn;
+
+    skipCheckov(
+      logGroup,
+      'CKV_AWS_158',
+      'Encrypted by CloudWatch Logs with its own keys; the decision records hold no secret (secrets are never logged), so a customer key adds cost and no protection.',
+    );
+    skipCheckov(
+      fn,
+      'CKV_AWS_116',
+      "Asynchronous invocations that fail go to the on-failure destination of the function's EventInvokeConfig (the failed-invocations queue), which supersedes a DLQ; the check does not read it.",
+    );
+    skipCheckov(
+      fn,
+      'CKV_AWS_115',
+      'A reserved concurrency would throttle the gates of a platform-wide rollout (every service deploying at once); throttles are alarmed on instead.',
+    );
+    skipCheckov(
+      fn,
+      'CKV_AWS_173',
+      'The environment holds no secret (a parameter name, a digest, a namespace); Lambda encrypts it at rest. Secrets are read from Secrets Manager or SSM at run time.',
+    );
+    if (!props.vpc && !props.networkInterfacePermissions) {
+      skipCheckov(
+        fn,
+        'CKV_AWS_117',
+        'No VPC was given: the checks reach public endpoints and the AWS APIs. Give vpcId and subnetIds to reach private ones.',
+      );
+    }
+
+    const configParameter = this.configParameters[spec.binary];
+    if (configParameter) fn.node.addDependency(configParameter);
+
+    // Every change of code or configuration publishes a version; `live` follows the latest.
+    const alias = new lambda.Alias(this, `${spec.constructId}Live`, {
+      aliasName: LIVE_ALIAS,
+      version: fn.currentVersion,
+      description: `The version of ${name} deployed last`,
+    });
+
+    // Nothing lost: CodeDeploy invokes the hooks asynchronously (the alias), and a hook's
+    // continuation invokes the function by name ($LATEST). A failure after the retries, or an
+    // event too old, goes to the queue, which is alarmed on.
+    const asyncOptions: lambda.EventInvokeConfigOptions = {
+      retryAttempts: ASYNC_RETRY_ATTEMPTS,
+      maxEventAge: ASYNC_MAX_EVENT_AGE,
+      onFailure: new destinations.SqsDestination(this.failedInvocations),
+    };
+    fn.configureAsyncInvoke(asyncOptions);
+    alias.configureAsyncInvoke(asyncOptions);
+    return { fn, alias, logGroup };
   }
 
   private addCheckPermissions(props: GreenlightHooksProps): void {
@@ -484,7 +687,7 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
     }
 
     // Lambda creates the functions' network interfaces in the VPC with their roles.
-    if (props.vpc) {
+    if (props.vpc || props.networkInterfacePermissions) {
       allow(
         new iam.PolicyStatement({
           sid: 'DescribeNetworkInterfaces',

@@ -5,6 +5,12 @@
 /** The prefix of every resource name unless the app is told otherwise (`-c prefix=...`). */
 export const DEFAULT_PREFIX = 'greenlight';
 
+/** The alias each function has, pointing at the version deployed last. */
+export const LIVE_ALIAS = 'live';
+
+/** The CloudWatch namespace of the decision metrics unless told otherwise. */
+export const DEFAULT_METRICS_NAMESPACE = 'Greenlight';
+
 /** The four hooks, by the key used in props. */
 export type HookName = 'beforeInstall' | 'afterInstall' | 'beforeAllowTraffic' | 'afterAllowTraffic';
 

@@ -2,7 +2,7 @@
  * Acknowledging cdk-nag findings with a reason, through CDK's own `Validations` API (the one
  * cdk-nag 3 reads), so this library does not depend on cdk-nag at run time.
  */
-import { Stack, Validations } from 'aws-cdk-lib';
+import { CfnResource, Stack, Validations } from 'aws-cdk-lib';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import type { IConstruct } from 'constructs';
 
@@ -45,4 +45,19 @@ function flatten(node: unknown): string {
     if (o.Ref) return `<${flatten(o.Ref)}>`;
   }
   return JSON.stringify(node);
+}
+
+/**
+ * Skips one checkov check on a resource, with the reason, in the template resource's
+ * `Metadata.checkov.skip` (the only place checkov reads; cdk-nag acknowledgments do not reach
+ * it). `scope` is the CloudFormation resource or an L2 construct whose default child it is.
+ */
+export function skipCheckov(scope: IConstruct, id: string, reason: string): void {
+  const resource = (CfnResource.isCfnResource(scope) ? scope : scope.node.defaultChild) as CfnResource | undefined;
+  if (!resource || !CfnResource.isCfnResource(resource)) {
+    throw new Error(`${scope.node.path}: no CloudFormation resource to skip ${id} on`);
+  }
+  const current = (resource.getMetadata('checkov') as { skip?: Array<{ id: string; comment: string }> }) ?? {};
+  const skip = (current.skip ?? []).filter((s) => s.id !== id);
+  resource.addMetadata('checkov', { ...current, skip: [...skip, { id, comment: reason }] });
 }

@@ -4,13 +4,14 @@
  * configuration in each hook's `hookDetails`, the role ECS invokes them with, and the alarms
  * that roll a deployment back.
  */
-import { Duration, type IResolvable, type IResolveContext, Names, Stack, Token, Tokenization } from 'aws-cdk-lib';
+import { Annotations, Duration, type IResolvable, type IResolveContext, Names, Stack, Token, Tokenization } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
+import { validateConfig } from './config-schema';
 import type { GreenlightConfig, GreenlightHookFunctions } from './greenlight-hooks';
 import { HOOKS, type HookName, LifecycleStage, defaultStages } from './hooks';
 
@@ -28,10 +29,13 @@ export interface HookTimeout {
   readonly action?: HookTimeoutAction;
 }
 
+/** A stage, as Greenlight names it or as aws-cdk-lib's ECS module does (the same strings). */
+export type HookStage = LifecycleStage | ecs.DeploymentLifecycleStage;
+
 /** Settings of one hook on the service. */
 export interface GreenlightHookOptions {
   /** @default - the function's default stages (see the README) */
-  readonly stages?: LifecycleStage[];
+  readonly stages?: HookStage[];
   /**
    * This hook's configuration, merged over the construct's `config` with JSON Merge Patch; a
    * `null` is kept, so that it also removes the key from the function's own configuration.
@@ -84,7 +88,7 @@ interface AttachedHook {
   readonly hook: HookName;
   readonly fn: lambda.IFunction;
   readonly roleArn: string;
-  readonly stages: LifecycleStage[];
+  readonly stages: HookStage[];
   readonly hookDetails?: { [key: string]: unknown };
   readonly timeout?: HookTimeout;
 }
@@ -93,7 +97,7 @@ export class GreenlightServiceHooks extends Construct {
   /** The role ECS assumes to invoke the hooks. */
   public readonly invokeRole: iam.IRole;
   /** The hooks attached, in order. */
-  public readonly hooks: ReadonlyArray<{ readonly hook: HookName; readonly stages: LifecycleStage[] }>;
+  public readonly hooks: ReadonlyArray<{ readonly hook: HookName; readonly stages: HookStage[] }>;
   /** The alarms that roll a deployment back, including those created here. */
   public readonly alarms: cloudwatch.IAlarm[];
 
@@ -116,6 +120,9 @@ export class GreenlightServiceHooks extends Construct {
     const progressive = strategy === ecs.DeploymentStrategy.CANARY || strategy === ecs.DeploymentStrategy.LINEAR;
     validateDetails(props.hookDetails, 'hookDetails');
     if (props.timeout) validateTimeout(props.timeout, 'timeout');
+    // The configuration is merged over the function's own at run time: checked as a patch
+    // (a check may override one the function defines without naming its type).
+    if (props.config !== undefined) validateConfig(props.config, `${this.node.path} config`, { partial: true });
 
     const plans: Array<Omit<AttachedHook, 'roleArn'>> = [];
     for (const spec of HOOKS) {
@@ -129,6 +136,13 @@ export class GreenlightServiceHooks extends Construct {
       const config = composePatches(props.config, options?.config);
       if (config !== undefined && !isPlainObject(config)) {
         throw new Error(`${where}: the configuration must be a JSON object`);
+      }
+      if (config !== undefined) validateConfig(config, `${this.node.path} ${where}.config`, { partial: true });
+      if (!hasChecks(config)) {
+        Annotations.of(this).addWarningV2(
+          `greenlight:noChecks:${spec.key}`,
+          `${where}: no checks in this hook's configuration; it runs only what the function's own configuration has, and answers SUCCEEDED with "nothing was verified" when that has none either`,
+        );
       }
       const extra = { ...props.hookDetails, ...options?.hookDetails };
       const details = config === undefined ? extra : { ...extra, greenlight: config };
@@ -326,7 +340,17 @@ function validateDetails(details: { [key: string]: unknown } | undefined, where:
   }
 }
 
-function validateStages(stages: LifecycleStage[], where: string): void {
+/** True when a configuration names at least one check that is not removed. */
+function hasChecks(config: unknown): boolean {
+  if (!isPlainObject(config)) return false;
+  const checks = config.checks;
+  if (isPlainObject(checks) && Object.values(checks).some((c) => c !== null)) return true;
+  // Per-service settings may hold the checks.
+  const services = config.services;
+  return isPlainObject(services) && Object.values(services).some((o) => hasChecks(o));
+}
+
+function validateStages(stages: HookStage[], where: string): void {
   const known = new Set<string>(Object.values(LifecycleStage));
   if (stages.length === 0) throw new Error(`${where}: name at least one stage, or set the hook to false`);
   for (const s of stages) {

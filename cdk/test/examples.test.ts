@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
 import { EcsBlueGreenExampleStack, GreenlightHooksStack, LifecycleStage, LambdaCanaryExampleStack } from '../lib';
+import { resolveConfigFile } from '../lib/config-schema';
 import { flat, logicalIdOf, statementsOf, testApp } from './helpers';
 
 describe('the ECS blue/green example', () => {
@@ -56,7 +57,11 @@ describe('the ECS blue/green example', () => {
     expect(hooks[2].HookDetails.greenlight.checks.test).toMatchObject({ type: 'http', expectStatus: ['2xx'] });
     expect(flat(hooks[2].HookDetails.greenlight.checks.test.url)).toBe(`http://<${lb}.DNSName>:8080/`);
     expect(flat(hooks[3].HookDetails.greenlight.checks.production.url)).toBe(`http://<${lb}.DNSName>:80/`);
-    expect(hooks[0].HookDetails).toEqual({ example: 'greenlight-example-ecs' });
+    expect(hooks[0].HookDetails).toEqual({
+      example: 'greenlight-example-ecs',
+      greenlight: { checks: { image: { type: 'imageAdmission', allowedRepositories: ['public.ecr.aws/*'] } } },
+    });
+    expect(hooks[1].HookDetails.greenlight.checks.tasks).toEqual({ type: 'taskHealth', within: '5m' });
     const role = logicalIdOf(template, 'AWS::IAM::Role', 'GreenlightInvokeRole');
     for (const h of hooks) expect(h.RoleArn).toEqual({ 'Fn::GetAtt': [role, 'Arn'] });
   });
@@ -127,23 +132,42 @@ describe('the Lambda canary example', () => {
   test("Greenlight's traffic hooks are the pre- and post-traffic hooks", () => {
     const alias = Object.values<any>(template.findResources('AWS::Lambda::Alias'))[0];
     const hooks = alias.UpdatePolicy.CodeDeployLambdaAliasUpdate;
-    // The function name, taken from the ARN built from the prefix.
+    // The `live` alias of each function, by the name built from the prefix.
     const name = (hook: any) => {
-      expect(hook['Fn::Select'][0]).toBe(6);
-      return flat(hook['Fn::Select'][1]['Fn::Split'][1]);
+      const [select, qualifier] = hook['Fn::Join'][1];
+      expect(select['Fn::Select'][0]).toBe(6);
+      return `${flat(select['Fn::Select'][1]['Fn::Split'][1])}${qualifier}`;
     };
     const arn = (n: string) => `arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:function:greenlight-${n}`;
-    expect(name(hooks.BeforeAllowTrafficHook)).toBe(arn('before-allow-traffic'));
-    expect(name(hooks.AfterAllowTrafficHook)).toBe(arn('after-allow-traffic'));
-    // CodeDeploy's role may invoke those two functions.
+    expect(name(hooks.BeforeAllowTrafficHook)).toBe(`${arn('before-allow-traffic')}:live`);
+    expect(name(hooks.AfterAllowTrafficHook)).toBe(`${arn('after-allow-traffic')}:live`);
+    // CodeDeploy's role may invoke those two aliases, and nothing else.
     const policy = logicalIdOf(template, 'AWS::IAM::Policy', 'DeploymentServiceRoleDefaultPolicy');
     expect(statementsOf(template, policy)).toEqual([
       {
         Effect: 'Allow',
         Action: ['lambda:InvokeFunction'],
-        Resource: ['after-allow-traffic', 'before-allow-traffic'].flatMap((n) => [arn(n), `${arn(n)}:*`]),
+        Resource: ['after-allow-traffic', 'before-allow-traffic'].map((n) => `${arn(n)}:live`),
       },
     ]);
+  });
+
+  test('the hooks configuration for this example names its application and alarm, and is valid', () => {
+    const file = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'examples', 'lambda-canary-gates.json'), 'utf8'));
+    const configs = resolveConfigFile(file, 'examples/lambda-canary-gates.json');
+    const app = json.Resources[logicalIdOf(template, 'AWS::CodeDeploy::Application', 'Application')].Properties;
+    const alarm = json.Resources[logicalIdOf(template, 'AWS::CloudWatch::Alarm', 'Errors')].Properties;
+    expect(app.ApplicationName).toBe('greenlight-example-lambda-canary');
+    expect(alarm.AlarmName).toBe('greenlight-example-lambda-canary-errors');
+    const pre = (configs['before-allow-traffic'] as any).codeDeploy[app.ApplicationName].checks;
+    const post = (configs['after-allow-traffic'] as any).codeDeploy[app.ApplicationName].checks;
+    expect(pre.alarm).toMatchObject({ type: 'alarms', alarmNames: [alarm.AlarmName] });
+    expect(post.newVersionErrors.query.metric).toMatchObject({
+      namespace: 'AWS/Lambda',
+      name: 'Errors',
+      dimensions: { ExecutedVersion: '${newVersion}', FunctionName: '${functionName}' },
+    });
+    expect(post.alarm.alarmNames).toEqual([alarm.AlarmName]);
   });
 
   test("the sample's log group goes with cdk destroy", () => {

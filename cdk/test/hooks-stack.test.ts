@@ -29,11 +29,14 @@ describe('the hooks stack', () => {
         'BeforeAllowTrafficHookArn',
         'BeforeInstallHookArn',
         'EcsBlueGreenDeployRoleArn',
+        'FailedInvocationsQueueUrl',
+        'DashboardName',
       ].sort(),
     );
+    // The hooks name each function's `live` alias.
     IDS.forEach((id) => {
-      const fn = logicalIdOf(template, 'AWS::Lambda::Function', `Hooks${id}`);
-      expect(json.Outputs[`${id}HookArn`].Value).toEqual({ 'Fn::GetAtt': [fn, 'Arn'] });
+      const alias = logicalIdOf(template, 'AWS::Lambda::Alias', `Hooks${id}Live`);
+      expect(json.Outputs[`${id}HookArn`].Value).toEqual({ Ref: alias });
     });
     const role = logicalIdOf(template, 'AWS::IAM::Role', 'HooksEcsInvokeRole');
     expect(json.Outputs.EcsBlueGreenDeployRoleArn.Value).toEqual({ 'Fn::GetAtt': [role, 'Arn'] });
@@ -53,7 +56,8 @@ describe('the hooks stack', () => {
         Timeout: 300,
         LoggingConfig: { LogFormat: 'JSON', LogGroup: { Ref: logs } },
         Role: { 'Fn::GetAtt': [role, 'Arn'] },
-        Environment: Match.absent(),
+        Environment: { Variables: { GREENLIGHT_METRICS_NAMESPACE: 'Greenlight' } },
+        VpcConfig: Match.absent(),
       });
     });
   });
@@ -89,6 +93,11 @@ describe('the hooks stack', () => {
           Effect: 'Allow',
           Action: ['lambda:InvokeFunction'],
           Resource: [ARN('lambda', `function:greenlight-${name}`), ARN('lambda', `function:greenlight-${name}:*`)],
+        },
+        {
+          Effect: 'Allow',
+          Action: ['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage'],
+          Resource: [`<${logicalIdOf(template, 'AWS::SQS::Queue', 'HooksFailedInvocations')}.Arn>`],
         },
       ]);
     });
@@ -185,7 +194,11 @@ describe('the hooks stack', () => {
         Sid: 'InvokeGreenlightHooks',
         Effect: 'Allow',
         Action: ['lambda:InvokeFunction'],
-        Resource: IDS.map((id) => `<${logicalIdOf(template, 'AWS::Lambda::Function', `Hooks${id}`)}.Arn>`).sort(),
+        // Each function, its `live` alias and the versions a service may be pinned to.
+        Resource: IDS.flatMap((id) => {
+          const fn = logicalIdOf(template, 'AWS::Lambda::Function', `Hooks${id}`);
+          return [`<${fn}.Arn>`, `<${fn}.Arn>:*`];
+        }).sort(),
       },
     ]);
   });
@@ -237,7 +250,7 @@ describe('options', () => {
 
   test('config and configParameterName together are refused', () => {
     expect(() => synth({ functions: { beforeInstall: { config: {}, configParameterName: 'greenlight/x' } } })).toThrow(
-      /not both/,
+      /give one of config, configParameterName or an entry in configFile/,
     );
   });
 
@@ -403,12 +416,17 @@ describe('options', () => {
     fs.rmSync(dir, { recursive: true });
   });
 
-  test('GreenlightHooks.fromPrefix imports the functions by name', () => {
+  test('GreenlightHooks.fromPrefix imports the live aliases by name, or a pinned version, or $LATEST', () => {
     const stack = new Stack(testApp(), 'user');
     const fns = GreenlightHooks.fromPrefix(stack, 'Greenlight', 'shop');
     expect(flat(stack.resolve(fns.beforeAllowTraffic.functionArn))).toBe(
-      ARN('lambda', 'function:shop-before-allow-traffic'),
+      ARN('lambda', 'function:shop-before-allow-traffic:live'),
     );
-    expect(flat(stack.resolve(fns.afterInstall.functionArn))).toBe(ARN('lambda', 'function:shop-after-install'));
+    expect(flat(stack.resolve(fns.afterInstall.functionArn))).toBe(ARN('lambda', 'function:shop-after-install:live'));
+    const pinned = GreenlightHooks.fromPrefix(stack, 'Pinned', 'shop', { qualifier: '7' });
+    expect(flat(stack.resolve(pinned.afterInstall.functionArn))).toBe(ARN('lambda', 'function:shop-after-install:7'));
+    const latest = GreenlightHooks.fromPrefix(stack, 'Latest', 'shop', { qualifier: null });
+    expect(flat(stack.resolve(latest.afterInstall.functionArn))).toBe(ARN('lambda', 'function:shop-after-install'));
+    expect(() => GreenlightHooks.fromPrefix(stack, 'Bad', 'shop', { qualifier: 'no:pe' })).toThrow(/invalid qualifier/);
   });
 });

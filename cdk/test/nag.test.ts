@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 /**
  * cdk-nag's AWS Solutions checks on every stack the app can build, and on the construct in a
  * user's stack: no finding is left unacknowledged, each acknowledgment has a reason, and no
@@ -15,6 +17,7 @@ import {
   GreenlightHooksStack,
   GreenlightServiceHooks,
   LambdaCanaryExampleStack,
+  ReleaseStack,
 } from '../lib';
 import { acknowledgments, allStatements, isReadOnly, nagFindings, testApp } from './helpers';
 
@@ -68,6 +71,15 @@ function stacks(): Record<string, Stack> {
       },
       functions: { beforeInstall: { configParameterName: 'elsewhere/config' } },
     }),
+    hooksFromTheCommandLine: new GreenlightHooksStack(app, 'greenlight-hooks-cli', {
+      prefix: 'cli',
+      vpcId: 'vpc-0123456789abcdef0',
+      subnetIds: ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1'],
+      configFile: JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'examples', 'gates.json'), 'utf8')),
+      alarmTopicArn: 'arn:aws:sns:us-east-1:123456789012:alarms',
+      decryptionKeyArns: ['arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab'],
+    }),
+    release: new ReleaseStack(app, 'greenlight'),
     ecsExample: new EcsBlueGreenExampleStack(app, 'greenlight-example-ecs'),
     canaryExample: new LambdaCanaryExampleStack(app, 'greenlight-example-lambda-canary'),
     user,

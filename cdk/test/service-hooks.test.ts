@@ -1,5 +1,5 @@
 import { Duration, Stack, Validations } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -16,7 +16,9 @@ import {
 } from '../lib';
 import { flat, logicalIdOf, statementsOf, testApp } from './helpers';
 
-const FN = (name: string) => `arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:function:greenlight-${name}`;
+// The hooks name the functions' `live` aliases.
+const FN = (name: string) =>
+  `arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:function:greenlight-${name}:live`;
 
 function fixture(strategy: ecs.DeploymentStrategy | null = ecs.DeploymentStrategy.BLUE_GREEN) {
   const stack = new Stack(testApp(), 'service');
@@ -265,7 +267,52 @@ describe('GreenlightServiceHooks', () => {
     expect(alarms.AlarmNames[1]).toMatch(/-target-group-1-5xx$/);
   });
 
+  test("aws-cdk-lib's own DeploymentLifecycleStage values are accepted as stages", () => {
+    const f = attach({
+      config: { checks: { health: { type: 'http', url: 'http://svc.internal/health' } } },
+      hooks: {
+        beforeAllowTraffic: {
+          stages: [ecs.DeploymentLifecycleStage.TEST_TRAFFIC_SHIFT, LifecycleStage.PRE_PRODUCTION_TRAFFIC_SHIFT],
+        },
+      },
+    });
+    expect(hooksOf(f.stack)[2].LifecycleStages).toEqual(['TEST_TRAFFIC_SHIFT', 'PRE_PRODUCTION_TRAFFIC_SHIFT']);
+  });
+
+  test('a hook with no checks in its configuration gets a warning annotation', () => {
+    const f = attach({ hooks: { afterAllowTraffic: { config: { checks: { production: { type: 'alarms', alarmNames: ['x'] } } } } } });
+    const warnings = Annotations.fromStack(f.stack)
+      .findWarning('*', Match.stringLikeRegexp('no checks'))
+      .map((w) => String(w.entry.data));
+    expect(warnings.map((w) => w.split(':')[0]).sort()).toEqual([
+      'hooks.afterInstall',
+      'hooks.beforeAllowTraffic',
+      'hooks.beforeInstall',
+    ]);
+  });
+
   describe('refuses', () => {
+    test('a configuration with a typo or an unknown check type, naming the field', () => {
+      expect(() =>
+        attach({ config: { checks: { web: { type: 'http', url: 'http://svc/health', timout: '3s' } } } }),
+      ).toThrow(/checks\.web\.timout: unknown key "timout" \(did you mean "timeout"\?\)/);
+      expect(() => attach({ hooks: { beforeAllowTraffic: { config: { checks: { web: { type: 'htp' } } } } } })).toThrow(
+        /hooks\.beforeAllowTraffic\.config: checks\.web\.type: unknown type "htp" \(did you mean "http"\?\)/,
+      );
+      expect(() =>
+        attach({ hooks: { afterInstall: { config: { checks: { tasks: { type: 'taskHealth', within: 5 } } } } } }),
+      ).toThrow(/checks\.tasks\.within: expected string, found number 5/);
+    });
+    test('but a hook may override part of a check defined elsewhere, or remove one', () => {
+      const f = attach({
+        config: { checks: { web: { type: 'http', url: 'http://svc/health' } } },
+        hooks: { afterAllowTraffic: { config: { checks: { web: { url: 'http://svc/ready' }, other: null } } } },
+      });
+      expect(hooksOf(f.stack)[3].HookDetails.greenlight.checks.web).toEqual({ type: 'http', url: 'http://svc/ready' });
+      expect(() => attach({ hooks: { afterAllowTraffic: { config: { checks: { web: { urll: 'x' } } } } } })).toThrow(
+        /checks\.web\.urll: unknown key "urll" \(did you mean "url"\?\)/,
+      );
+    });
     test('a service without a blue/green, canary or linear strategy', () => {
       expect(() => attach({}, ecs.DeploymentStrategy.ROLLING)).toThrow(
         /BLUE_GREEN, CANARY or LINEAR \(found ROLLING\)/,

@@ -15,7 +15,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { GreenlightHooks, type GreenlightHookFunctions } from '../greenlight-hooks';
 import { DEFAULT_PREFIX, validatePrefix } from '../hooks';
-import { acknowledge } from '../nag';
+import { acknowledge, skipCheckov } from '../nag';
 import { GreenlightServiceHooks } from '../service-hooks';
 
 export interface EcsBlueGreenExampleStackProps extends StackProps {
@@ -89,7 +89,20 @@ export class EcsBlueGreenExampleStack extends Stack {
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'web', logGroup: appLogs }),
     });
 
-    const alb = new elbv2.ApplicationLoadBalancer(this, 'LoadBalancer', { vpc, internetFacing: true });
+    const alb = new elbv2.ApplicationLoadBalancer(this, 'LoadBalancer', {
+      vpc,
+      internetFacing: true,
+      dropInvalidHeaderFields: true,
+    });
+    skipCheckov(alb, 'CKV_AWS_91', 'An example: access logs would need a bucket that outlives the stack.');
+    skipCheckov(
+      alb.connections.securityGroups[0],
+      'CKV_AWS_260',
+      'An example service, open on its HTTP ports so that a blue/green deployment can be watched from a browser.',
+    );
+    for (const group of [flowLogs, insights, appLogs]) {
+      skipCheckov(group, 'CKV_AWS_158', 'An example: encrypted by CloudWatch Logs with its own keys, kept a short time.');
+    }
     acknowledge(
       alb,
       'AwsSolutions-ELB2',
@@ -117,6 +130,11 @@ export class EcsBlueGreenExampleStack extends Stack {
     const notFound = elbv2.ListenerAction.fixedResponse(404, { contentType: 'text/plain', messageBody: 'not found' });
     const production = alb.addListener('Production', { port: PRODUCTION_PORT, open: true, defaultAction: notFound });
     const test = alb.addListener('Test', { port: TEST_PORT, open: true, defaultAction: notFound });
+    for (const listener of [production, test]) {
+      for (const check of ['CKV_AWS_2', 'CKV_AWS_103']) {
+        skipCheckov(listener, check, 'An example without a domain or certificate: plain HTTP, as its cdk-nag acknowledgments say.');
+      }
+    }
     const productionRule = new elbv2.ApplicationListenerRule(this, 'ProductionRule', {
       listener: production,
       priority: 1,
@@ -180,6 +198,10 @@ export class EcsBlueGreenExampleStack extends Stack {
       functions,
       hookDetails: { example: id },
       hooks: {
+        // Before the new tasks start: their image comes from the public ECR gallery.
+        beforeInstall: { config: { checks: { image: { type: 'imageAdmission', allowedRepositories: ['public.ecr.aws/*'] } } } },
+        // Once they have started: all of them running, and healthy where a health check is defined.
+        afterInstall: { config: { checks: { tasks: { type: 'taskHealth', within: '5m' } } } },
         beforeAllowTraffic: { config: { checks: { test: check(TEST_PORT) } } },
         afterAllowTraffic: { config: { checks: { production: check(PRODUCTION_PORT) } } },
       },
