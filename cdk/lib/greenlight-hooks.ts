@@ -448,14 +448,16 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
     });
 
     // Nothing lost: CodeDeploy invokes the hooks asynchronously (the alias), and a hook's
-    // continuation invokes the function by name ($LATEST). A failure after the retries, or an
-    // event too old, goes to the queue, which is alarmed on.
+    // continuation invokes the version it runs (the function's AWS_LAMBDA_FUNCTION_VERSION;
+    // $LATEST when run unpublished). A failure after the retries, or an event too old, goes
+    // to the queue, which is alarmed on.
     const asyncOptions: lambda.EventInvokeConfigOptions = {
       retryAttempts: ASYNC_RETRY_ATTEMPTS,
       maxEventAge: ASYNC_MAX_EVENT_AGE,
       onFailure: new destinations.SqsDestination(this.failedInvocations),
     };
     fn.configureAsyncInvoke(asyncOptions);
+    fn.currentVersion.configureAsyncInvoke(asyncOptions);
     alias.configureAsyncInvoke(asyncOptions);
     return { fn, alias, logGroup };
   }

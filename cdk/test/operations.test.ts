@@ -160,9 +160,10 @@ describe('versions, aliases and the asynchronous path', () => {
         ],
       },
     });
-    // The alias (CodeDeploy's invocations) and $LATEST (the hook's continuations), per function.
+    // The alias (CodeDeploy's invocations), the current version (the continuations of a hook
+    // running on it) and $LATEST, per function.
     const configs = Object.values<any>(template.findResources('AWS::Lambda::EventInvokeConfig'));
-    expect(configs).toHaveLength(8);
+    expect(configs).toHaveLength(12);
     for (const c of configs) {
       expect(c.Properties).toMatchObject({
         MaximumRetryAttempts: 2,
@@ -170,7 +171,9 @@ describe('versions, aliases and the asynchronous path', () => {
         DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queue, 'Arn'] } } },
       });
     }
-    expect(configs.map((c) => c.Properties.Qualifier).filter((q) => q === '$LATEST')).toHaveLength(4);
+    const qualifiers = configs.map((c) => c.Properties.Qualifier);
+    expect(qualifiers.filter((q) => q === '$LATEST')).toHaveLength(4);
+    expect(qualifiers.filter((q) => q?.['Fn::GetAtt']?.[1] === 'Version')).toHaveLength(4);
   });
 
   test('the ECS invoke role may invoke each function, its alias and its versions', () => {

@@ -27,6 +27,7 @@ pub mod config;
 pub mod deployment;
 pub mod duration;
 pub mod edge;
+pub mod emf;
 pub mod engine;
 pub mod facts;
 pub mod judge;

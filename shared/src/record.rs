@@ -213,18 +213,4 @@ impl DecisionRecord {
         }
         v
     }
-
-    /// Writes the record to the log: one line, the full record as JSON in `decision`.
-    pub fn log(&self) {
-        let full = serde_json::to_string(self).unwrap_or_default();
-        let verdict = self.verdict.label();
-        match self.verdict.status {
-            HookStatus::Failed => {
-                tracing::warn!(decision = %full, "{} {verdict}: {}", self.function, self.reason)
-            }
-            _ => {
-                tracing::info!(decision = %full, "{} {verdict}: {}", self.function, self.reason)
-            }
-        }
-    }
 }

@@ -121,6 +121,7 @@ pub struct Services {
     http_insecure: std::sync::OnceLock<Result<reqwest::Client, String>>,
     clients: Clients,
     own_function: Mutex<Option<String>>,
+    own_version: Mutex<Option<String>>,
     sns_regions: Mutex<HashMap<String, aws_sdk_sns::Client>>,
     locals: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
@@ -196,6 +197,7 @@ impl Services {
             http_insecure: std::sync::OnceLock::new(),
             clients: Clients::default(),
             own_function: Mutex::new(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok()),
+            own_version: Mutex::new(std::env::var("AWS_LAMBDA_FUNCTION_VERSION").ok()),
             sns_regions: Mutex::new(HashMap::new()),
             locals: Mutex::new(HashMap::new()),
         }
@@ -244,6 +246,24 @@ impl Services {
     pub fn set_own_function(&self, name: Option<String>) {
         if let Ok(mut f) = self.own_function.lock() {
             *f = name;
+        }
+    }
+
+    /// The version this process runs (`AWS_LAMBDA_FUNCTION_VERSION`), when it is a
+    /// published one: a continuation re-invokes the same version, so a hook that started
+    /// on a pinned version finishes on it. `None` for `$LATEST`.
+    pub fn own_version(&self) -> Option<String> {
+        self.own_version
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+            .filter(|v| !v.is_empty() && v != "$LATEST")
+    }
+
+    /// Sets the version to re-invoke (tests and tools).
+    pub fn set_own_version(&self, version: Option<String>) {
+        if let Ok(mut v) = self.own_version.lock() {
+            *v = version;
         }
     }
 

@@ -86,12 +86,12 @@ pub(super) async fn answer(
     let delay = d.record.call_back_delay.take();
     match next {
         Next::AlreadyReported => {
-            d.record.log();
+            d.log();
             return Ok(json!({"reported": "AlreadyCompleted", "reason": d.record.reason}));
         }
         Next::Continue(c) => match continue_later(services, &c, &budget).await {
             Ok(()) => {
-                d.record.log();
+                d.log();
                 return Ok(
                     json!({"continued": true, "hop": c.hop, "callBackDelay": delay, "reason": d.record.reason}),
                 );
@@ -118,7 +118,7 @@ async fn report(
         HookStatus::Succeeded => ReportStatus::Succeeded,
         HookStatus::Failed | HookStatus::InProgress => ReportStatus::Failed,
     };
-    d.record.log();
+    d.log();
     let limit = budget
         .until_deadline()
         .saturating_sub(Duration::from_millis(100))
@@ -252,7 +252,8 @@ async fn decide(
     (d, Next::Continue(continuation))
 }
 
-/// Re-invokes this function asynchronously with the continuation.
+/// Re-invokes this function asynchronously with the continuation: the same version when
+/// it runs a published one.
 async fn continue_later(
     services: &Services,
     c: &Continuation,
@@ -265,6 +266,7 @@ async fn continue_later(
         .await
         .invoke()
         .function_name(&function)
+        .set_qualifier(services.own_version())
         .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
         .payload(aws_sdk_lambda::primitives::Blob::new(payload))
         .send();

@@ -139,7 +139,7 @@ pub(super) async fn answer(
 /// ECS may replace rather than merge), drops old Greenlight state, and adds the decision
 /// and, with `IN_PROGRESS`, the state to carry.
 pub(super) fn finish(d: Decision, incoming: &Map<String, Value>) -> Value {
-    d.record.log();
+    d.log();
     let mut details = incoming.clone();
     details.shift_remove(STATE_KEY);
     details.shift_remove(DECISION_KEY);

@@ -19,6 +19,7 @@ use crate::checks::{CheckContext, FirstDeployment};
 use crate::config::{self, CONFIG_KEY, CheckConfig, Config, NoChecksPolicy};
 use crate::deployment::{Deployment, Protocol};
 use crate::duration::millis;
+use crate::emf;
 use crate::facts::{Facts, Revision};
 use crate::record::DecisionRecord;
 use crate::role::Role;
@@ -63,6 +64,36 @@ impl Decision {
 
     pub fn status(&self) -> HookStatus {
         self.record.status()
+    }
+
+    /// Writes the record to the log: one line, the full record as JSON in `decision`, and
+    /// with it the decision's metrics ([`crate::emf`]); then one line of metrics per
+    /// check type.
+    pub fn log(&self) {
+        let record = &self.record;
+        let full = serde_json::to_string(record).unwrap_or_default();
+        let verdict = record.verdict.label();
+        let namespace = emf::namespace();
+        let started = self.state.as_ref().map(|s| s.started_at_ms);
+        let metrics = namespace
+            .as_deref()
+            .map(|ns| Value::Object(emf::decision(ns, record, started)).to_string())
+            .unwrap_or_default();
+        match record.status() {
+            HookStatus::Failed => {
+                tracing::warn!(decision = %full, emf = %metrics, "{} {verdict}: {}", record.function, record.reason)
+            }
+            _ => {
+                tracing::info!(decision = %full, emf = %metrics, "{} {verdict}: {}", record.function, record.reason)
+            }
+        }
+        for doc in namespace
+            .as_deref()
+            .map(|ns| emf::checks(ns, record))
+            .unwrap_or_default()
+        {
+            tracing::info!(target: crate::logging::METRICS_TARGET, emf = %doc, "check verdicts by type");
+        }
     }
 
     /// Stamps the time taken and the budget into the record.

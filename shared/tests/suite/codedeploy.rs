@@ -339,6 +339,8 @@ fn invoke_capture(store: Arc<Mutex<Vec<serde_json::Value>>>) -> aws_sdk_lambda::
                     .unwrap();
             assert_eq!(r.invocation_type().map(|t| t.as_str()), Some("Event"));
             assert_eq!(r.function_name(), Some("greenlight-before-allow-traffic"));
+            // The version this invocation runs, not $LATEST.
+            assert_eq!(r.qualifier(), Some("7"));
             store.lock().unwrap().push(payload);
             true
         })
@@ -361,6 +363,7 @@ async fn re_invoking(
 ) -> (greenlight::Services, Arc<Mutex<Vec<serde_json::Value>>>) {
     let services = cd.services(Some(cfg)).await;
     services.set_own_function(Some("greenlight-before-allow-traffic".into()));
+    services.set_own_version(Some("7".into()));
     let sent = Arc::new(Mutex::new(Vec::new()));
     services.set_lambda(invoke_capture(sent.clone()));
     (services, sent)

@@ -10,6 +10,7 @@ mod answers;
 mod codedeploy;
 mod documented_examples;
 mod e2e_cargo_lambda;
+mod emf;
 mod events;
 mod health;
 mod judge_normal;

@@ -637,6 +637,11 @@ pub fn status(answer: &Value) -> &str {
 /// subscriber ([`greenlight::logging::subscriber`], JSON lines) at `level` into a buffer;
 /// returns what `f` gave and the log.
 pub fn with_function_log<T>(level: &str, f: impl AsyncFnOnce() -> T) -> (T, String) {
+    with_function_log_as(level, true, f)
+}
+
+/// [`with_function_log`] with the log as JSON lines (`json`) or as text.
+pub fn with_function_log_as<T>(level: &str, json: bool, f: impl AsyncFnOnce() -> T) -> (T, String) {
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Buffer {
@@ -650,7 +655,7 @@ pub fn with_function_log<T>(level: &str, f: impl AsyncFnOnce() -> T) -> (T, Stri
     }
     let buffer = Buffer::default();
     let writer = buffer.clone();
-    let subscriber = greenlight::logging::subscriber(move || writer.clone(), Some(level), true);
+    let subscriber = greenlight::logging::subscriber(move || writer.clone(), Some(level), json);
     let out = tracing::subscriber::with_default(subscriber, || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
