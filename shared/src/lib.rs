@@ -8,17 +8,22 @@
 //! 1. [`edge`]: the Lambda edge. ECS (parse, carried state, answer) and CodeDeploy
 //!    (discovery, continuation, report); every event gets an answer.
 //! 2. [`engine`]: the protocol-free decision: which checks run, the runner (concurrency,
-//!    polling, policies, time budget), the verdict, and the notification step.
+//!    polling, policies, time budget), the verdict, the notification step, and the
+//!    decision's log line.
 //! 3. [`config`]: the configuration: sources, merging, validation, JSON Schema.
-//! 4. [`checks`] (one folder per kind behind the [`checks::Check`] interface) and
-//!    [`notify`] (channels, events, notices, delivery).
-//! 5. [`metrics`] (metric sources behind [`metrics::MetricQuery`]), [`facts`] (ECS
-//!    look-ups shared by the checks) and [`judge`] (the canary statistics, pure).
-//! 6. Adapters: [`services`] (clients, built once), [`aws`] (calls, errors, counting),
-//!    [`secrets`], [`template`] (placeholders).
-//! 7. Foundations: [`deployment`], [`record`], [`verdict`], [`schema`] (strict settings,
-//!    tagged registries), [`stage`], [`role`], [`budget`], [`duration`], [`text`],
-//!    [`logging`].
+//! 4. [`checks`]: one folder per kind behind the [`checks::Check`] interface.
+//! 5. [`notify`] (channels, events, notices, delivery) and [`metrics`] (metric sources
+//!    behind [`metrics::MetricQuery`]).
+//! 6. [`facts`] (ECS look-ups shared by the checks), [`secrets`], and [`emf`] (decisions
+//!    as CloudWatch metrics).
+//! 7. [`services`] (the process's clients, built once), [`record`] (the decision record),
+//!    [`template`] (placeholders).
+//! 8. [`aws`] (calls, errors, counting), [`deployment`], [`budget`], [`role`].
+//! 9. Foundations: [`verdict`], [`schema`] (strict settings, tagged registries), [`stage`],
+//!    [`duration`], [`text`], [`logging`], [`judge`] (the canary statistics, pure).
+//!
+//! `shared/tests/suite/layers.rs` keeps it so: no module imports, directly or through
+//! others, a module that imports it back.
 
 pub mod aws;
 pub mod budget;

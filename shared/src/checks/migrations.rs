@@ -1,6 +1,8 @@
-//! Database migrations as a deployment step, run by the after-install hook: SQL files
-//! applied to PostgreSQL ([`postgres`]), or a one-off ECS task from the new revision
-//! ([`task`]). Both run once per deployment however often the hook is invoked.
+//! What the two migration kinds share: the migration files, read from a directory or an
+//! S3 prefix. Migrations are a deployment step, run by the after-install hook: SQL files
+//! applied to PostgreSQL ([`super::postgres_migrations`]), or a one-off ECS task from the
+//! new revision ([`super::migration_task`]). Both run once per deployment however often
+//! the hook is invoked.
 
 use std::path::{Path, PathBuf};
 

@@ -15,7 +15,7 @@
 //! `hookDetails` outside `greenlight` belong to other tools and are left alone.
 //!
 //! One job a module: [`keys`] (the names in events and the environment), this module (the
-//! validated model), [`document`] (the JSON Schema), [`parse`] (validation), [`merge`]
+//! validated model), [`document`] (the JSON Schema), [`mod@parse`] (validation), [`merge`]
 //! (sources, merging, and which source is at fault), [`sources`] (reading them).
 //! Per-kind rules live with each kind ([`crate::checks`]).
 
