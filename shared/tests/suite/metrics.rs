@@ -84,7 +84,9 @@ impl Env {
             .unwrap_or(0)
     }
 
-    /// Puts `values` one minute apart, the last one a minute ago.
+    /// Puts `values` one minute apart, the last one 30 s before the current minute began:
+    /// the oldest stays inside a window of datapoints + 1 periods for half a minute after
+    /// the put, however late in its minute the test runs.
     fn put(&self, name: &str, dims: Value, values: &[f64]) {
         self.moto.seed(&format!(
             r#"
@@ -93,7 +95,7 @@ cw = boto3.client('cloudwatch', **KW)
 now = datetime.datetime.now(datetime.timezone.utc).replace(second=0, microsecond=0)
 values = {values:?}
 dims = [{{'Name': k, 'Value': v}} for k, v in {dims}.items()]
-data = [{{'MetricName': {name:?}, 'Dimensions': dims, 'Timestamp': now - datetime.timedelta(minutes=len(values) - i), 'Value': v}} for i, v in enumerate(values)]
+data = [{{'MetricName': {name:?}, 'Dimensions': dims, 'Timestamp': now - datetime.timedelta(minutes=len(values) - i, seconds=-30), 'Value': v}} for i, v in enumerate(values)]
 for i in range(0, len(data), 20):
     cw.put_metric_data(Namespace='Shop/Checkout', MetricData=data[i:i + 20])
 print(json.dumps(len(data)))
