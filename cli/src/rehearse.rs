@@ -143,7 +143,7 @@ impl<'a> Rehearsal<'a> {
                         Stage::ProductionTrafficShift => production_reached = true,
                         _ => {}
                     }
-                    let run = self.stage(stage, step, false).await?;
+                    let run = self.stage(stage.clone(), step, false).await?;
                     in_progress += run.in_progress;
                     deployment_seconds += run.summary.deployment_seconds;
                     stages.push(run.summary);
@@ -165,7 +165,7 @@ impl<'a> Rehearsal<'a> {
                 let why = format!(
                     "{} failed at {}",
                     f.function,
-                    crate::report::stage_label(f.stage, f.step.as_ref(), false)
+                    crate::report::stage_label(f.stage.clone(), f.step.as_ref(), false)
                 );
                 self.rollback(
                     &why,
@@ -242,12 +242,12 @@ impl<'a> Rehearsal<'a> {
         rollback: bool,
     ) -> Result<StageRun, SetupError> {
         let started = Instant::now();
-        let hooks = self.service.hooks_at(stage);
+        let hooks = self.service.hooks_at(stage.clone());
         let (cancel, cancelled) = watch::channel(false);
         let runs = futures::future::join_all(
             hooks
                 .iter()
-                .map(|h| self.hook(h, stage, step, rollback, &cancel, cancelled.clone())),
+                .map(|h| self.hook(h, stage.clone(), step, rollback, &cancel, cancelled.clone())),
         )
         .await;
         let mut done = Vec::new();
@@ -267,7 +267,7 @@ impl<'a> Rehearsal<'a> {
         };
         Ok(StageRun {
             summary: StageSummary {
-                stage,
+                stage: stage.clone(),
                 step: step.map(StepView::from),
                 rollback,
                 functions: done.iter().map(|r| r.function.clone()).collect(),
@@ -296,7 +296,7 @@ impl<'a> Rehearsal<'a> {
     ) -> Result<HookRun, SetupError> {
         let function = self.invoker.label(&hook.target_arn);
         let execution_id = event::execution_id();
-        let weights = event::weights(self.revisions, stage, step, rollback);
+        let weights = event::weights(self.revisions, stage.clone(), step, rollback);
         let mut details = hook.details.clone();
         let mut run = HookRun {
             function: function.clone(),
@@ -313,7 +313,7 @@ impl<'a> Rehearsal<'a> {
             run.invocations += 1;
             let ev = event::build(
                 self.revisions,
-                stage,
+                stage.clone(),
                 &execution_id,
                 &weights,
                 details.as_ref(),
@@ -324,7 +324,7 @@ impl<'a> Rehearsal<'a> {
             run.deployment_time += took;
             let mut record = Invocation {
                 elapsed_ms: self.elapsed_ms(),
-                stage,
+                stage: stage.clone(),
                 step: step.map(StepView::from),
                 rollback,
                 function: function.clone(),
@@ -425,7 +425,7 @@ impl<'a> Rehearsal<'a> {
             if let Some(why) = stuck {
                 let message = format!(
                     "{function} at {}: {why}; timeoutConfiguration.action {}",
-                    crate::report::stage_label(stage, record.step.as_ref(), rollback),
+                    crate::report::stage_label(stage.clone(), record.step.as_ref(), rollback),
                     hook.timeout_action.as_str()
                 );
                 self.reporter.note(self.elapsed_ms(), &message);

@@ -380,7 +380,7 @@ impl Reporter {
         let mut t = format!(
             "{:>9}  {:<46} {:<22} {}",
             elapsed(inv.elapsed_ms),
-            stage_label(inv.stage, inv.step.as_ref(), inv.rollback),
+            stage_label(inv.stage.clone(), inv.step.as_ref(), inv.rollback),
             inv.function,
             status
         );
@@ -483,7 +483,7 @@ impl Reporter {
             t += &format!(
                 "  stopped by {} at {}: {}\n",
                 f.function,
-                stage_label(f.stage, f.step.as_ref(), false),
+                stage_label(f.stage.clone(), f.step.as_ref(), false),
                 f.reason
             );
         }
@@ -504,7 +504,7 @@ impl Reporter {
             };
             t += &format!(
                 "  {:<46} {:<22} {:>11}  {:<10} {:>9}\n",
-                stage_label(st.stage, st.step.as_ref(), st.rollback),
+                stage_label(st.stage.clone(), st.step.as_ref(), st.rollback),
                 functions,
                 st.invocations,
                 result,

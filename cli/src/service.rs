@@ -1,66 +1,10 @@
 //! The service file: the part of an ECS `CreateService` / `UpdateService` request that
 //! decides how a blue/green deployment runs, in the JSON form users write it.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 use serde_json::Value;
 
-/// An ECS lifecycle stage that accepts hooks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Stage {
-    ReconcileService,
-    PreScaleUp,
-    PostScaleUp,
-    TestTrafficShift,
-    PostTestTrafficShift,
-    PreProductionTrafficShift,
-    ProductionTrafficShift,
-    PostProductionTrafficShift,
-}
-
-impl Stage {
-    /// Every stage that accepts hooks, in the order a deployment reaches them.
-    pub const ALL: [Stage; 8] = [
-        Stage::ReconcileService,
-        Stage::PreScaleUp,
-        Stage::PostScaleUp,
-        Stage::TestTrafficShift,
-        Stage::PostTestTrafficShift,
-        Stage::PreProductionTrafficShift,
-        Stage::ProductionTrafficShift,
-        Stage::PostProductionTrafficShift,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::ReconcileService => "RECONCILE_SERVICE",
-            Stage::PreScaleUp => "PRE_SCALE_UP",
-            Stage::PostScaleUp => "POST_SCALE_UP",
-            Stage::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
-            Stage::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
-            Stage::PreProductionTrafficShift => "PRE_PRODUCTION_TRAFFIC_SHIFT",
-            Stage::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
-            Stage::PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Stage> {
-        Stage::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Stage {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
+pub use greenlight::stage::Stage;
 
 /// How production traffic moves to the new revision.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -267,7 +211,7 @@ struct RawTimeout {
 pub const DEFAULT_HOOK_TIMEOUT_MINUTES: u32 = 1440;
 
 fn stage_names() -> String {
-    Stage::ALL
+    Stage::KNOWN
         .iter()
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
@@ -405,7 +349,7 @@ pub fn parse(text: &str) -> Result<Service, String> {
         }
         let mut stages = Vec::new();
         for (j, s) in h.lifecycle_stages.iter().enumerate() {
-            let stage = Stage::parse(s).ok_or_else(|| {
+            let stage = Stage::known(s).ok_or_else(|| {
                 format!(
                     "{at}.lifecycleStages[{j}] is {s:?}, expected one of {}",
                     stage_names()

@@ -74,7 +74,6 @@ pub struct Deployment {
     #[serde(serialize_with = "ser_role")]
     pub role: Role,
     /// The ECS lifecycle stage (from the event, or the role's stage for the flat shape).
-    #[serde(serialize_with = "ser_stage")]
     pub stage: Option<Stage>,
     /// True when the stage came from the role rather than the event.
     pub stage_assumed: bool,
@@ -103,13 +102,6 @@ pub struct Deployment {
 
 fn ser_role<S: serde::Serializer>(r: &Role, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(r.name())
-}
-
-fn ser_stage<S: serde::Serializer>(st: &Option<Stage>, s: S) -> Result<S::Ok, S::Error> {
-    match st {
-        Some(st) => s.serialize_str(st.as_str()),
-        None => s.serialize_none(),
-    }
 }
 
 impl Deployment {

@@ -5,9 +5,11 @@ use std::borrow::Cow;
 use std::fmt;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Serialize, Serializer};
 
-/// The ECS lifecycle stages that accept hooks, plus any stage a future ECS may add.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// The ECS lifecycle stages that accept hooks, in the order a deployment reaches them,
+/// plus any stage a future ECS may add.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stage {
     ReconcileService,
     PreScaleUp,
@@ -47,11 +49,14 @@ impl Stage {
         }
     }
 
+    /// The known stage named `s`, if it is one.
+    pub fn known(s: &str) -> Option<Stage> {
+        Stage::KNOWN.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The stage named `s`; a name this version does not know is [`Stage::Unknown`].
     pub fn parse(s: &str) -> Stage {
-        Stage::KNOWN
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .unwrap_or_else(|| Stage::Unknown(s.to_string()))
+        Stage::known(s).unwrap_or_else(|| Stage::Unknown(s.to_string()))
     }
 
     /// Stages where traffic moves, and where ECS re-invokes the hook during a rollback.
@@ -66,6 +71,12 @@ impl Stage {
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Stage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
