@@ -1,8 +1,9 @@
 //! The library's integration tests, in one binary: each module is one area (the answers'
 //! shapes, CodeDeploy, health checks, metrics, migrations, notifications, the runner, the
 //! judge, the sample events, the documented examples, end to end under `cargo lambda`).
-//! One binary links the AWS SDK once. `no_ca_certificates` stays a binary of its own: it
-//! changes the process's environment.
+//! One binary links the AWS SDK once. Two others stand apart: `no_ca_certificates` changes
+//! the process's environment, and `logs` reads what functions log under scoped
+//! subscribers.
 
 mod support;
 
@@ -10,7 +11,6 @@ mod answers;
 mod codedeploy;
 mod documented_examples;
 mod e2e_cargo_lambda;
-mod emf;
 mod events;
 mod health;
 mod judge_normal;
@@ -25,5 +25,3 @@ mod notify;
 mod properties;
 mod runner;
 mod runtime_api;
-mod secret_canaries;
-mod throttling;
