@@ -1,6 +1,7 @@
 //! Reading a hook's answer the way ECS does, and the decision record Greenlight's
 //! functions put in it.
 
+use greenlight::schema::kind_of;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -46,22 +47,11 @@ pub fn read(payload: &[u8]) -> (Result<Answer, String>, Option<Value>) {
     (result, Some(value))
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn check(value: &Value) -> Result<Answer, String> {
     let Value::Object(obj) = value else {
         return Err(format!(
             "the answer is {}, not an object with hookStatus",
-            kind(value)
+            kind_of(value)
         ));
     };
     let status = match obj.get("hookStatus") {
@@ -70,7 +60,7 @@ fn check(value: &Value) -> Result<Answer, String> {
         Some(other) => {
             return Err(format!(
                 "hookStatus is {}, expected \"SUCCEEDED\", \"FAILED\" or \"IN_PROGRESS\"",
-                kind(other)
+                kind_of(other)
             ));
         }
     };

@@ -147,16 +147,7 @@ pub fn describe_function_error(kind: &str, payload: &[u8]) -> String {
     }
 }
 
-pub fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
+pub use greenlight::text::clip;
 
 async fn invoke_local(
     client: &reqwest::Client,
