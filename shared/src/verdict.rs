@@ -1,5 +1,7 @@
-//! What a check answers: pass, fail, pending, or error (the check itself could not run),
-//! with the evidence behind it.
+//! What a check answers: pass, fail, pending, error (the check itself could not run) or
+//! unobserved, with the evidence behind it; why a call failed ([`Failure`]); and the
+//! hook's status ([`HookStatus`]), which the engine decides and the edge says in the
+//! caller's words.
 
 use std::time::Duration;
 
