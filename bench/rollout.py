@@ -8,15 +8,17 @@ What runs, per simulated rollout (`--gates N`, repeatable; each N is a fresh run
 * A stand-in AWS (`standin.py`): one threaded HTTP/1.1 keep-alive server on 127.0.0.1 that
   every gate reaches through `AWS_ENDPOINT_URL`. It speaks the SDK clients' wire protocols:
   ECS awsJson1_1 (`DescribeServiceRevisions`, `DescribeServiceDeployments`), ELBv2 awsQuery
-  (`DescribeTargetHealth`, `DescribeTargetGroups`) and CloudWatch awsQuery, SDK 1.99.0
+  (`DescribeTargetHealth`, `DescribeTargetGroups`) and CloudWatch Smithy RPC v2 CBOR
   (`DescribeAlarms`, `GetMetricData`). Each API has a token bucket at AWS's documented
   per-account quota (numbers and sources in `standin.py`), and ELBv2 calls also draw on
   an account-wide ELB bucket. A call finding a bucket empty gets the protocol's real
-  throttling error (ECS: HTTP 400 `ThrottlingException`, "Rate exceeded"; query: HTTP 400
-  `<ErrorResponse>` with `<Code>Throttling</Code>`). `--quota-fraction 0.25` shrinks every
-  bucket and refill rate to a quarter: quotas three quarters used by other tools. Every
-  answer takes `--latency-ms` (default 20). A call the stand-in does not implement is
-  reported on stderr and in the results, and the script exits 3.
+  throttling error (ECS: HTTP 400 `ThrottlingException`, "Rate exceeded"; ELBv2: HTTP 400
+  `<ErrorResponse>` with `<Code>Throttling</Code>`; CloudWatch: HTTP 400, CBOR `__type`
+  `com.amazonaws.cloudwatch#Throttling` and `x-amzn-query-error: Throttling;Sender`).
+  `--quota-fraction 0.25` shrinks every bucket and refill rate to a quarter: quotas three
+  quarters used by other tools. Every answer takes `--latency-ms` (default 20). A call the
+  stand-in does not implement is reported on stderr and in the results, and the script
+  exits 3.
 * A healthy app: one threaded HTTP server answering 200 to every GET, for the `http` check.
 * N gates, each its own process of a function binary (built with the `bench-rollout`
   profile by default: release optimisation without fat LTO; `--profile`, `--bin-dir`; a

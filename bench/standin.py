@@ -8,10 +8,17 @@ Protocols, as the SDK clients the functions use speak them:
 * ECS, awsJson1_1: `POST /`, `X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Operation>`,
   a JSON body; JSON answers (`application/x-amz-json-1.1`), timestamps in epoch seconds.
   Errors: HTTP 400 with `{"__type": "<Code>", "message": ...}`.
-* ELBv2 (`2015-12-01`) and CloudWatch (`2010-08-01`; the SDK is pinned to 1.99.0, the last
-  release that speaks awsQuery), awsQuery: `POST /`, a form body with `Action=<Operation>`;
-  XML answers `<OperationResponse xmlns="..."><OperationResult>...`. Errors: HTTP 400 with
+* ELBv2 (`2015-12-01`), awsQuery: `POST /`, a form body with `Action=<Operation>`; XML
+  answers `<OperationResponse xmlns="..."><OperationResult>...`. Errors: HTTP 400 with
   `<ErrorResponse><Error><Type>Sender</Type><Code>...</Code>...</ErrorResponse>`.
+* CloudWatch (`2010-08-01`), Smithy RPC v2 CBOR (aws-sdk-cloudwatch since 1.100):
+  `POST /service/GraniteServiceVersion20100801/operation/<Operation>`, `smithy-protocol:
+  rpc-v2-cbor`, a CBOR map of the input members; CBOR answers (`application/cbor`,
+  `smithy-protocol: rpc-v2-cbor`), timestamps as tag 1 + float64 epoch seconds, every
+  `double` a CBOR float. Errors: the HTTP status, a CBOR map `{"__type":
+  "com.amazonaws.cloudwatch#<Code>", "message": ...}` and, as CloudWatch is awsQuery
+  compatible, `x-amzn-query-error: <Code>;Sender`, the header the SDK takes the code from.
+  The codec is `standins/cbor.py` (standard library only).
 
 The service is the one named in the SigV4 credential scope of the `Authorization` header
 (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`), and the caller is recognised by its
@@ -19,9 +26,16 @@ access key id: the simulation gives every gate its own. The SDK's `amz-sdk-invoc
 header (the same on every attempt of one operation) and `amz-sdk-request: attempt=N; max=M`
 tell attempts of one operation apart. Signatures are not checked.
 
+A throttled call gets the protocol's throttling error: ECS HTTP 400 `ThrottlingException`,
+ELBv2 HTTP 400 `<Code>Throttling</Code>`, CloudWatch HTTP 400 `__type` `...#Throttling` with
+`x-amzn-query-error: Throttling;Sender`; the message is always "Rate exceeded". The SDK's
+retry classifier (aws-runtime, `THROTTLING_ERRORS`) counts both `Throttling` and
+`ThrottlingException` as throttling.
+
 Every call is recorded (`StandIn.calls`). A call the stand-in does not implement is
-answered with an error (ECS `UnknownOperationException`, query `InvalidAction`) and
-reported on stderr, loudly, once per operation: the simulation must be told about it.
+answered with an error (ECS and CloudWatch `UnknownOperationException`, query
+`InvalidAction`) and reported on stderr, loudly, once per operation: the simulation must be
+told about it.
 """
 
 from __future__ import annotations
@@ -34,14 +48,20 @@ import time
 import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
 from lambda_local import read_body
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "standins"))
+import cbor  # noqa: E402
+
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 ELB_NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
-CW_NS = "http://monitoring.amazonaws.com/doc/2010-08-01/"
+# RPC v2 CBOR: `{prefix?}/service/{serviceName}/operation/{operationName}`.
+CBOR_PATH = re.compile(r"/service/([^/?]+)/operation/([^/?]+)$")
+CW_NAMESPACE = "com.amazonaws.cloudwatch"
 
 # Per-account, per-Region request quotas as token buckets: (bucket size = the burst a
 # second, refill = tokens added a second = the sustained rate). Every bucket starts full.
@@ -88,14 +108,14 @@ class TokenBucket:
         return self.tokens
 
 
-def iso(t: float) -> str:
-    """Epoch seconds as the ISO 8601 form of awsQuery timestamps."""
-    dt = datetime.fromtimestamp(t, timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+def utc(t: float) -> datetime:
+    """Epoch seconds as the datetime `cbor.dumps` writes as a tag 1 timestamp."""
+    return datetime.fromtimestamp(t, timezone.utc)
 
 
-def parse_iso(s: str) -> float:
-    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+def epoch(value) -> float:
+    """A CBOR timestamp member (tag 1, read as a datetime; or plain epoch seconds) in seconds."""
+    return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
 def members(form: dict[str, str], prefix: str) -> list[str]:
@@ -210,11 +230,13 @@ class StandIn:
             def log_message(self, format, *args):  # noqa: A002
                 pass
 
-            def _reply(self, status: int, body: bytes, content_type: str, request_id: str):
+            def _reply(self, status: int, body: bytes, content_type: str, request_id: str, headers: dict | None = None):
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("x-amzn-RequestId", request_id)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
                 self.wfile.flush()
@@ -238,7 +260,13 @@ class StandIn:
         gate = self.world.keys.get(key, f"unknown key {key}")
         target = h.headers.get("X-Amz-Target", "")
         form: dict[str, str] = {}
-        if target:
+        cbor_route = CBOR_PATH.search(urlsplit(h.path).path)
+        if cbor_route:
+            protocol = "cbor"
+            op = cbor_route.group(2)
+            if service == "?":
+                service = "monitoring"
+        elif target:
             protocol = "json"
             op = target.split(".", 1)[1] if "." in target else target
             if service == "?" and target.startswith(ECS_TARGET_PREFIX):
@@ -276,15 +304,23 @@ class StandIn:
         record.update(status=status, error=error, throttled=throttled)
         with self.lock:
             self.calls.append(record)
-        content_type = "application/x-amz-json-1.1" if protocol == "json" else "text/xml"
-        h._reply(status, reply, content_type, request_id)
+        headers = None
+        if protocol == "cbor":
+            content_type = "application/cbor"
+            headers = {"smithy-protocol": "rpc-v2-cbor"}
+            if error is not None:
+                headers["x-amzn-query-error"] = f"{error};{'Receiver' if status >= 500 else 'Sender'}"
+        else:
+            content_type = "application/x-amz-json-1.1" if protocol == "json" else "text/xml"
+        h._reply(status, reply, content_type, request_id, headers)
 
     def _error(self, protocol: str, service: str, code: str, message: str, request_id: str) -> bytes:
         if protocol == "json":
             return json.dumps({"__type": code, "message": message}).encode()
-        ns = CW_NS if service == "monitoring" else ELB_NS
+        if protocol == "cbor":
+            return cbor.dumps({"__type": f"{CW_NAMESPACE}#{code}", "message": message})
         return (
-            f'<ErrorResponse xmlns="{ns}"><Error><Type>Sender</Type><Code>{escape(code)}</Code>'
+            f'<ErrorResponse xmlns="{ELB_NS}"><Error><Type>Sender</Type><Code>{escape(code)}</Code>'
             f"<Message>{escape(message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
         ).encode()
 
@@ -307,13 +343,28 @@ class StandIn:
                 if isinstance(result, tuple):  # (code, message): an error of the call
                     return 400, result[0], self._error(protocol, service, *result, request_id)
                 return 200, None, self._query_response(ELB_NS, op, result, request_id)
-        elif service == "monitoring" and protocol == "query":
+        elif service == "monitoring" and protocol == "cbor":
+            try:
+                req = cbor.loads(body) if body else {}
+            except ValueError as e:
+                print(f"!!! STAND-IN AWS: {gate} sent {op} a malformed CBOR body: {e}", file=sys.stderr, flush=True)
+                return 400, "SerializationException", self._error(protocol, service, "SerializationException", str(e), request_id)
             handler = {
                 "DescribeAlarms": self._describe_alarms,
                 "GetMetricData": self._get_metric_data,
             }.get(op)
-            if handler:
-                return 200, None, self._query_response(CW_NS, op, handler(form, gate), request_id)
+            if handler and isinstance(req, dict):
+                return 200, None, cbor.dumps(handler(req, gate))
+            if not handler:
+                self._unexpected(gate, service, op, f"members {sorted(req)[:6] if isinstance(req, dict) else type(req).__name__}")
+                code = "UnknownOperationException"
+                return 404, code, self._error(protocol, service, code, f"the stand-in AWS does not implement {op}", request_id)
+            return 400, "SerializationException", self._error(
+                protocol, service, "SerializationException", "the request body must be a CBOR map", request_id)
+        if protocol == "cbor":  # RPC v2 CBOR for a service other than CloudWatch
+            self._unexpected(gate, service, op, "an RPC v2 CBOR request")
+            code = "UnknownOperationException"
+            return 404, code, self._error(protocol, service, code, f"the stand-in AWS does not implement {op}", request_id)
         self._unexpected(gate, service, op, f"X-Amz-Target {target!r}" if target else f"form {sorted(form)[:6]}")
         code = "UnknownOperationException" if protocol == "json" else "InvalidAction"
         return 400, code, self._error(protocol, service, code, f"the stand-in AWS does not implement {op}", request_id)
@@ -404,57 +455,62 @@ class StandIn:
 
     # ---- CloudWatch ----------------------------------------------------------------------
 
-    def _describe_alarms(self, form: dict, gate: str) -> str:
-        names = members(form, "AlarmNames")
-        prefix = form.get("AlarmNamePrefix")
+    def _describe_alarms(self, req: dict, gate: str) -> dict:
+        names = list(req.get("AlarmNames") or [])
+        prefix = req.get("AlarmNamePrefix")
         if prefix is not None:
             # Every service has two alarms, both OK.
             names += [f"{prefix}5xx", f"{prefix}latency-p99"]
         if not names:
-            self._unexpected(gate, "monitoring", "DescribeAlarms (all alarms)", str(sorted(form)))
+            self._unexpected(gate, "monitoring", "DescribeAlarms (all alarms)", str(sorted(req)))
         now = time.time()
-        out = ["<MetricAlarms>"]
-        for name in names:
-            n = escape(name)
-            out.append(
-                f"<member><AlarmName>{n}</AlarmName>"
-                f"<AlarmArn>arn:aws:cloudwatch:us-west-2:123456789012:alarm:{n}</AlarmArn>"
-                f"<AlarmConfigurationUpdatedTimestamp>{iso(now - 86400)}</AlarmConfigurationUpdatedTimestamp>"
-                "<ActionsEnabled>true</ActionsEnabled><StateValue>OK</StateValue>"
-                "<StateReason>Threshold Crossed: 3 datapoints [0.0 (01/01/26 00:03:00), 0.0 (01/01/26 00:02:00), "
-                "0.0 (01/01/26 00:01:00)] were not greater than the threshold (5.0).</StateReason>"
-                f"<StateUpdatedTimestamp>{iso(now - 3600)}</StateUpdatedTimestamp>"
-                "<MetricName>HTTPCode_Target_5XX_Count</MetricName><Namespace>AWS/ApplicationELB</Namespace>"
-                "<Statistic>Sum</Statistic><Period>60</Period><EvaluationPeriods>3</EvaluationPeriods>"
-                "<Threshold>5.0</Threshold><ComparisonOperator>GreaterThanThreshold</ComparisonOperator>"
-                "<TreatMissingData>notBreaching</TreatMissingData>"
-                f"<StateTransitionedTimestamp>{iso(now - 3600)}</StateTransitionedTimestamp></member>"
-            )
-        out.append("</MetricAlarms>")
-        return "".join(out)
+        alarms = [
+            {
+                "AlarmName": name,
+                "AlarmArn": f"arn:aws:cloudwatch:us-west-2:123456789012:alarm:{name}",
+                "AlarmConfigurationUpdatedTimestamp": utc(now - 86400),
+                "ActionsEnabled": True,
+                "OKActions": [],
+                "AlarmActions": [],
+                "InsufficientDataActions": [],
+                "StateValue": "OK",
+                "StateReason": "Threshold Crossed: 3 datapoints [0.0 (01/01/26 00:03:00), 0.0 (01/01/26 00:02:00), "
+                "0.0 (01/01/26 00:01:00)] were not greater than the threshold (5.0).",
+                "StateUpdatedTimestamp": utc(now - 3600),
+                "MetricName": "HTTPCode_Target_5XX_Count",
+                "Namespace": "AWS/ApplicationELB",
+                "Statistic": "Sum",
+                "Dimensions": [],
+                "Period": 60,
+                "EvaluationPeriods": 3,
+                "Threshold": 5.0,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+                "StateTransitionedTimestamp": utc(now - 3600),
+            }
+            for name in names
+        ]
+        return {"MetricAlarms": alarms, "CompositeAlarms": []}
 
-    def _get_metric_data(self, form: dict, gate: str) -> str:
-        start = parse_iso(form["StartTime"])
-        end = parse_iso(form["EndTime"])
-        out = ["<MetricDataResults>"]
-        i = 1
-        while f"MetricDataQueries.member.{i}.Id" in form:
-            q = f"MetricDataQueries.member.{i}"
-            i += 1
-            if form.get(f"{q}.ReturnData", "true") == "false":
+    def _get_metric_data(self, req: dict, gate: str) -> dict:
+        start = epoch(req["StartTime"])
+        end = epoch(req["EndTime"])
+        results = []
+        for q in req.get("MetricDataQueries") or []:
+            if q.get("ReturnData", True) is False:
                 continue
-            period = int(form.get(f"{q}.MetricStat.Period") or form.get(f"{q}.Period") or 60)
-            name = form.get(f"{q}.MetricStat.Metric.MetricName", "")
-            value = self.world.metric_values.get(name, 0.0)
+            stat = q.get("MetricStat") or {}
+            period = int(stat.get("Period") or q.get("Period") or 60)
+            name = (stat.get("Metric") or {}).get("MetricName", "")
+            value = float(self.world.metric_values.get(name, 0.0))
             # Complete datapoints of the window, oldest first (ScanBy=TimestampAscending).
             first = int(-(-start // period) * period)
             stamps = list(range(first, int(end) - period + 1, period))
-            out.append(
-                f"<member><Id>{escape(form[q + '.Id'])}</Id><Label>{escape(form.get(q + '.Label', name))}</Label><Timestamps>"
-                + "".join(f"<member>{iso(t)}</member>" for t in stamps)
-                + "</Timestamps><Values>"
-                + "".join(f"<member>{value}</member>" for _ in stamps)
-                + "</Values><StatusCode>Complete</StatusCode></member>"
-            )
-        out.append("</MetricDataResults>")
-        return "".join(out)
+            results.append({
+                "Id": q["Id"],
+                "Label": q.get("Label", name),
+                "Timestamps": [utc(t) for t in stamps],
+                "Values": [value for _ in stamps],
+                "StatusCode": "Complete",
+            })
+        return {"MetricDataResults": results, "Messages": []}

@@ -368,6 +368,12 @@ def main():
         procs.serve(Webhook, hook_port)
         wait_for_port(moto_port, "moto", log=Path(work) / "moto.log")
         endpoint = f"http://127.0.0.1:{moto_port}"
+        # CloudWatch's SDK speaks Smithy RPC v2 CBOR, which moto does not: a CBOR front
+        # answers it from moto's data (AWS_ENDPOINT_URL_CLOUDWATCH points the functions at it).
+        cloudwatch_port = free_port()
+        procs.start([sys.executable, str(ROOT / "standins" / "cloudwatch_cbor.py"), "--upstream", endpoint,
+                     "--port", str(cloudwatch_port)], Path(work) / "cloudwatch.log")
+        wait_for_port(cloudwatch_port, "the CloudWatch front", log=Path(work) / "cloudwatch.log")
         seeded = seed(endpoint, f"postgres://postgres:{password}@127.0.0.1:{pg_port}/checkout",
                       {"healthy": healthy, "broken": broken})
         say(f"  moto            {endpoint}  (ECS cluster `{CLUSTER}`, service, 3 task definitions, 2 target groups, metrics, an alarm, an SSM SecureString)")
@@ -380,7 +386,8 @@ def main():
         config = {"notifications": {"channels": {"demo": {
             "type": "webhook", "url": f"http://127.0.0.1:{hook_port}/greenlight",
             "events": ["started", "failed", "rolledBack", "succeeded"]}}}}
-        env_vars = [f"AWS_ENDPOINT_URL={endpoint}", f"AWS_REGION={REGION}", "AWS_ACCESS_KEY_ID=demo",
+        env_vars = [f"AWS_ENDPOINT_URL={endpoint}", f"AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:{cloudwatch_port}",
+                    f"AWS_REGION={REGION}", "AWS_ACCESS_KEY_ID=demo",
                     "AWS_SECRET_ACCESS_KEY=demo", f"GREENLIGHT_CONFIG={json.dumps(config)}"]
         watch = ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "-P", str(watch_port),
                  "--timeout", "300", "--ignore-changes"]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::any;
 use greenlight::Role;
@@ -44,7 +44,7 @@ struct Seen {
 async fn stand_in(script: Script) -> (String, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let counts = seen.clone();
-    let router = Router::new().fallback(any(move |headers: HeaderMap, body: Bytes| {
+    let router = Router::new().fallback(any(move |uri: Uri, headers: HeaderMap, body: Bytes| {
         let seen = counts.clone();
         async move {
             let target = headers
@@ -99,11 +99,22 @@ async fn stand_in(script: Script) -> (String, Arc<Seen>) {
             if form.contains("Action=DescribeTargetGroups") {
                 seen.target_groups.fetch_add(1, Ordering::SeqCst);
             }
-            if form.contains("Action=GetMetricData") {
+            if uri.path().ends_with("/operation/GetMetricData") {
                 seen.metric_queries.lock().unwrap().push(form);
+                // RPC v2 CBOR: {"MetricDataResults": [], "Messages": []}
+                let mut reply = vec![0xa2, 0x60 + 17];
+                reply.extend_from_slice(b"MetricDataResults");
+                reply.extend_from_slice(&[0x80, 0x60 + 8]);
+                reply.extend_from_slice(b"Messages");
+                reply.push(0x80);
                 return (
                     StatusCode::OK,
-                    r#"<GetMetricDataResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/"><GetMetricDataResult><MetricDataResults></MetricDataResults><Messages/></GetMetricDataResult><ResponseMetadata><RequestId>req-cw</RequestId></ResponseMetadata></GetMetricDataResponse>"#.to_string(),
+                    [
+                        ("content-type", "application/cbor"),
+                        ("smithy-protocol", "rpc-v2-cbor"),
+                        ("x-amzn-requestid", "req-cw"),
+                    ],
+                    reply,
                 )
                     .into_response();
             }
@@ -328,7 +339,7 @@ fn the_load_balancer_dimension_needs_no_elbv2_call() {
     assert!(
         queries
             .iter()
-            .any(|q| q.contains("app%2Fshop%2F50dc6c495c0c9188")),
+            .any(|q| q.contains("app/shop/50dc6c495c0c9188")),
         "{queries:?}"
     );
     assert_eq!(seen.target_groups.load(Ordering::SeqCst), 0);

@@ -20,12 +20,13 @@ use greenlight::services::BaseConfig;
 use serde_json::{Value, json};
 use support::*;
 
-/// Forwards every request to moto and counts them by awsQuery `Action`.
+/// Forwards every request to moto (CloudWatch's, in RPC v2 CBOR, to its CBOR front) and
+/// counts them by operation.
 #[derive(Clone)]
 struct Proxy {
     upstream: String,
+    cloudwatch: String,
     counts: Arc<Mutex<HashMap<String, u32>>>,
-    bodies: Arc<Mutex<Vec<String>>>,
 }
 
 async fn forward(
@@ -35,16 +36,18 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    let text = String::from_utf8_lossy(&body).to_string();
-    if let Some(action) = text.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
-        *p.counts
-            .lock()
-            .unwrap()
-            .entry(action.to_string())
-            .or_default() += 1;
-    }
-    p.bodies.lock().unwrap().push(text);
-    let (status, ct, bytes) = forward_to(&p.upstream, method, &uri, &headers, body).await;
+    let operation = uri
+        .path()
+        .strip_prefix("/service/GraniteServiceVersion20100801/operation/")
+        .map(str::to_string);
+    let upstream = match &operation {
+        Some(op) => {
+            *p.counts.lock().unwrap().entry(op.clone()).or_default() += 1;
+            &p.cloudwatch
+        }
+        None => &p.upstream,
+    };
+    let (status, ct, bytes) = forward_to(upstream, method, &uri, &headers, body).await;
     (status, [("content-type", ct)], bytes)
 }
 
@@ -59,8 +62,8 @@ impl Env {
         let moto = Moto::start();
         let proxy = Proxy {
             upstream: moto.endpoint.clone(),
+            cloudwatch: moto.cloudwatch.clone(),
             counts: Default::default(),
-            bodies: Default::default(),
         };
         let addr = serve(Router::new().fallback(forward).with_state(proxy.clone())).await;
         let services = Services::new(

@@ -276,35 +276,71 @@ pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
 
 /// A moto server (the AWS emulator from PyPI, `moto[server]`) on a free loopback port,
 /// stopped when dropped. `make tools` installs it.
+///
+/// CloudWatch's SDK speaks Smithy RPC v2 CBOR, which moto does not: `cloudwatch` is the
+/// endpoint of a CBOR front for it (`standins/cloudwatch_cbor.py`), moto keeping the data.
 pub struct Moto {
     pub endpoint: String,
+    pub cloudwatch: String,
     child: std::process::Child,
+    front: std::process::Child,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something listens on `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A stand-in of `standins/` (run with `python3`, as `make tools` puts its venv first on
+/// PATH), listening on a free port passed as `--port`; returns the process and the port.
+pub fn start_standin(script: &str, args: &[&str]) -> (std::process::Child, u16) {
+    let port = free_port();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../standins")
+        .join(script);
+    let child = std::process::Command::new("python3")
+        .arg(path)
+        .args(args)
+        .args(["--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 {script}: {e}"));
+    wait_for_port(port, script);
+    (child, port)
 }
 
 impl Moto {
     pub fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = std::process::Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("moto_server is needed for this test: `make tools` installs it (pip install 'moto[server]')");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(180),
-                "moto_server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let (front, front_port) = start_standin("cloudwatch_cbor.py", &["--upstream", &endpoint]);
+        wait_for_port(port, "moto_server");
         Moto {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
+            cloudwatch: format!("http://127.0.0.1:{front_port}"),
             child,
+            front,
         }
     }
 
@@ -330,17 +366,23 @@ impl Moto {
     }
 
     pub async fn services(&self) -> Services {
-        Services::new(
+        let services = Services::new(
             Ok(BaseConfig::None),
             Some(sdk_config_for(&self.endpoint).await),
-        )
+        );
+        services.set_cloudwatch(aws_sdk_cloudwatch::Client::new(
+            &sdk_config_for(&self.cloudwatch).await,
+        ));
+        services
     }
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in [&mut self.child, &mut self.front] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -665,4 +707,42 @@ pub fn with_function_log_as<T>(level: &str, json: bool, f: impl AsyncFnOnce() ->
     });
     let log = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
     (out, log)
+}
+
+/// Starts a stand-in of `standins/` (or any `program`) on a free port for the rest of this
+/// test process: servers shared by a binary's tests. A watcher stops it once the process is
+/// gone; its output goes to `<temp>/greenlight-<pid>-<name>.log`.
+pub fn serve_for_process(name: &str, program: &str, args: &[String]) -> u16 {
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("greenlight-{}-{name}.log", std::process::id()));
+    let program = match program.strip_prefix("standins/") {
+        Some(script) => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../standins")
+            .join(script)
+            .to_string_lossy()
+            .into_owned(),
+        None => program.to_string(),
+    };
+    let script = r#"parent=$1; log=$2; shift 2
+"$@" >"$log" 2>&1 &
+child=$!
+while [ -d "/proc/$parent" ] && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
+kill "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
+    let mut command = std::process::Command::new("sh");
+    command
+        .args(["-c", script, "sh"])
+        .arg(std::process::id().to_string())
+        .arg(&log);
+    if program.ends_with(".py") {
+        command.arg("python3");
+    }
+    #[allow(clippy::zombie_processes)]
+    command
+        .arg(&program)
+        .args(args)
+        .args(["--port".to_string(), port.to_string()])
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+    wait_for_port(port, name);
+    port
 }
