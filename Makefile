@@ -1,6 +1,6 @@
 # Greenlight: `make test` runs everything CI runs. It installs what it needs on a fresh
 # machine: cargo-lambda and the moto AWS emulator, from PyPI, into .tools/, and Debian's
-# PostgreSQL server binaries.
+# PostgreSQL server binaries and Prometheus server.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -13,17 +13,22 @@ MOTO_VERSION := 5.2.1
 CFN_LINT_VERSION := 1.58.0
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: release test demo tools postgres-binaries fmt lint unit schema watch bench bench-rollout fuzz-long clean-tools
+.PHONY: release test demo tools system-packages fmt lint unit schema watch bench bench-rollout fuzz-long clean-tools
 
 ## Install the tools the tests need into .tools/ (idempotent), and Debian's PostgreSQL
-## server binaries when none are installed (the migration tests start a throwaway server).
-tools: $(VENV)/.installed postgres-binaries
+## server binaries and Prometheus when they are not installed (the migration tests start a
+## throwaway PostgreSQL server, the Prometheus source's tests a Prometheus server).
+tools: $(VENV)/.installed system-packages
 
-postgres-binaries:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$${PG_BIN:-}" ] || [ -n "$${GREENLIGHT_TEST_POSTGRES_URL:-}" ]; then :; else \
-		echo "installing Debian's postgresql (server binaries for the migration tests)"; \
+## Debian's postgresql and prometheus, in one apt-get run, when missing.
+system-packages:
+	@missing=""; \
+	if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "$${PG_BIN:-}" ] && [ -z "$${GREENLIGHT_TEST_POSTGRES_URL:-}" ]; then missing="postgresql"; fi; \
+	if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then missing="$$missing prometheus"; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian's$$missing (servers the migration and Prometheus tests start)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 $(VENV)/.installed: Makefile
@@ -48,12 +53,14 @@ release: $(VENV)/.installed
 	cd dist && sha256sum *.zip greenlight.template.json > SHA256SUMS
 	@echo "dist/: $$(ls dist | tr '\n' ' ')"
 
-## The whole suite: formatting, lints, unit, integration and end-to-end tests, the demo in
-## its short mode, then the CDK app's type check, Jest tests (cdk-nag included), offline
-## synth and the release template, with cfn-lint and checkov on every template.
+## The whole suite: formatting, lints, the stand-ins' own tests, unit, integration and
+## end-to-end tests, the demo in its short mode, then the CDK app's type check, Jest tests
+## (cdk-nag included), offline synth and the release template, with cfn-lint and checkov on
+## every template.
 test: tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/python -m unittest discover -s standins -p 'test_*.py'
 	cargo test --workspace
 	cargo build --workspace --bins
 	$(VENV)/bin/python demo/demo.py --short --check

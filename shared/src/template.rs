@@ -107,13 +107,24 @@ pub fn render_with(
     d: &Deployment,
     extra: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
+    render_escaped(template, d, extra, &|v| Ok(v.to_string()))
+}
+
+/// Fills the placeholders like [`render_with`], each value passed through `escape` first:
+/// a query language's quoting, so that a value can never change the query's meaning.
+pub fn render_escaped(
+    template: &str,
+    d: &Deployment,
+    extra: &dyn Fn(&str) -> Option<String>,
+    escape: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<String, String> {
     let mut s = String::with_capacity(template.len());
     for (is_name, text) in parts(template)? {
         if is_name {
             let v = extra(text)
                 .or_else(|| value(text, d))
                 .ok_or_else(|| format!("${{{text}}} has no value in this deployment"))?;
-            s.push_str(&v);
+            s.push_str(&escape(&v).map_err(|e| format!("${{{text}}}: {e}"))?);
         } else {
             s.push_str(text);
         }

@@ -51,6 +51,8 @@ pub struct Evaluation {
     pub expected: Value,
     /// Check-specific state carried to the next evaluation (a streak, a task ARN, …).
     pub state: Value,
+    /// Unobserved: the source asked not to be asked again sooner (a rate limit's reset).
+    pub not_before: Option<Duration>,
 }
 
 impl Evaluation {
@@ -61,6 +63,7 @@ impl Evaluation {
             observed: Value::Null,
             expected: Value::Null,
             state: Value::Null,
+            not_before: None,
         }
     }
     pub fn pass(reason: impl Into<String>) -> Self {
@@ -98,6 +101,8 @@ pub struct Failure {
     pub message: String,
     /// Throttling, a server error or a timeout: nothing is known about the release yet.
     pub transient: bool,
+    /// Transient: when the source said to look again (a rate limit's reset).
+    pub retry_after: Option<Duration>,
 }
 
 impl Failure {
@@ -106,6 +111,7 @@ impl Failure {
         Failure {
             message: message.into(),
             transient: false,
+            retry_after: None,
         }
     }
 
@@ -114,6 +120,15 @@ impl Failure {
         Failure {
             message: message.into(),
             transient: true,
+            retry_after: None,
+        }
+    }
+
+    /// A transient failure whose source said when to look again.
+    pub fn throttled_for(message: impl Into<String>, retry_after: Duration) -> Failure {
+        Failure {
+            retry_after: Some(retry_after),
+            ..Failure::transient(message)
         }
     }
 
@@ -121,7 +136,7 @@ impl Failure {
     pub fn map(self, f: impl FnOnce(String) -> String) -> Failure {
         Failure {
             message: f(self.message),
-            transient: self.transient,
+            ..self
         }
     }
 }
@@ -154,7 +169,10 @@ impl From<Failure> for Evaluation {
     /// `unobserved` for a transient failure, `error` otherwise.
     fn from(f: Failure) -> Evaluation {
         if f.transient {
-            Evaluation::unobserved(f.message)
+            Evaluation {
+                not_before: f.retry_after,
+                ..Evaluation::unobserved(f.message)
+            }
         } else {
             Evaluation::error(f.message)
         }

@@ -268,7 +268,9 @@ fn judge(live: &mut Live<'_>, ev: Evaluation, took: Duration) {
             }
         }
         Outcome::Unobserved => (
-            Decided::Waiting(unobserved_backoff(live.state.unobserved)),
+            Decided::Waiting(
+                unobserved_backoff(live.state.unobserved).max(ev.not_before.unwrap_or_default()),
+            ),
             "waiting",
             format!(
                 "could not observe yet, observing again ({} in a row): {}",

@@ -1,4 +1,4 @@
-//! CloudWatch, the first metric source: a query is a metric or a metric-math expression
+//! CloudWatch, the default metric source: a query is a metric or a metric-math expression
 //! over named metrics, with deployment placeholders in dimensions. Every evaluation sends
 //! all of a check's queries in one `GetMetricData` call (paged as the API requires), never
 //! one call per metric.
@@ -7,12 +7,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
-use futures::future::BoxFuture;
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{MetricQuery, Series, SourceContext, Window};
+use super::{Query, Series, SourceContext, Window};
 use crate::aws;
 use crate::duration::HumanDuration;
 use crate::schema::ConfigError;
@@ -46,23 +45,6 @@ pub struct MetricDef {
     /// Default `1m`. A multiple of 60 s (or 1, 5, 10, 30 s for high-resolution metrics).
     #[serde(default = "default_period")]
     pub period: HumanDuration,
-}
-
-/// A query: a metric, or a metric-math expression over named metrics.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Query {
-    #[serde(default)]
-    pub metric: Option<MetricDef>,
-    /// A metric-math expression, e.g. `100 * errors / requests`, over the metrics in `using`.
-    #[serde(default)]
-    pub expression: Option<String>,
-    /// The metrics an expression refers to, by id (`[a-z][a-zA-Z0-9_]*`).
-    #[serde(default)]
-    pub using: IndexMap<String, MetricDef>,
-    /// The expression's period. Default: the period of its metrics.
-    #[serde(default)]
-    pub period: Option<HumanDuration>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -105,96 +87,74 @@ fn validate_metric(m: &MetricDef, at: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-impl Query {
-    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        match (&self.metric, &self.expression) {
-            (Some(m), None) => {
-                if !self.using.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("{at}.using"),
-                        "goes with expression, not with metric",
-                    ));
-                }
-                validate_metric(m, &format!("{at}.metric"))
+/// Checks a CloudWatch query: a metric, or an expression with the metrics it uses.
+pub(super) fn validate(q: &Query, at: &str) -> Result<(), ConfigError> {
+    match (&q.metric, &q.expression) {
+        (Some(m), None) => {
+            if !q.using.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{at}.using"),
+                    "goes with expression, not with metric",
+                ));
             }
-            (None, Some(e)) => {
-                if self.using.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("{at}.using"),
-                        "is empty; an expression needs the metrics it refers to, by id",
-                    ));
-                }
-                for (id, m) in &self.using {
-                    if !valid_id(id) {
-                        return Err(ConfigError::new(
-                            format!("{at}.using.{id}"),
-                            "is not a valid id: start with a lower-case letter, then letters, digits or _",
-                        ));
-                    }
-                    if !e.contains(id.as_str()) {
-                        return Err(ConfigError::new(
-                            format!("{at}.using.{id}"),
-                            format!("is not used by the expression {e:?}"),
-                        ));
-                    }
-                    validate_metric(m, &format!("{at}.using.{id}"))?;
-                }
-                Ok(())
-            }
-            (Some(_), Some(_)) => Err(ConfigError::new(
-                at,
-                "has both metric and expression; give one",
-            )),
-            (None, None) => Err(ConfigError::new(
-                at,
-                "needs a metric ({namespace, name, dimensions, stat}) or an expression",
-            )),
+            validate_metric(m, &format!("{at}.metric"))
         }
-    }
-
-    /// The longest period among its metrics.
-    pub fn period(&self) -> Duration {
-        self.period
-            .map(HumanDuration::get)
-            .or(self.metric.as_ref().map(|m| m.period.get()))
-            .or(self.using.values().map(|m| m.period.get()).max())
-            .unwrap_or(Duration::from_secs(60))
-    }
-
-    fn placeholders(&self) -> Vec<String> {
-        let metrics: Vec<&MetricDef> = self.metric.iter().chain(self.using.values()).collect();
-        metrics
-            .iter()
-            .flat_map(|m| m.dimensions.values())
-            .flat_map(|v| template::names(v))
-            .collect()
-    }
-}
-
-impl MetricQuery for Query {
-    fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        Query::validate(self, at)
-    }
-
-    fn period(&self) -> Duration {
-        Query::period(self)
-    }
-
-    fn label(&self) -> Option<String> {
-        self.metric.as_ref().map(|m| m.name.clone())
-    }
-
-    fn fetch<'a>(
-        queries: &'a [(&'a str, &'a Self)],
-        window: Window,
-        ctx: &'a SourceContext<'a>,
-    ) -> BoxFuture<'a, Result<HashMap<String, Series>, Failure>> {
-        Box::pin(fetch(ctx, queries, window))
+        (None, Some(e)) => {
+            if q.using.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{at}.using"),
+                    "is empty; an expression needs the metrics it refers to, by id",
+                ));
+            }
+            for (id, m) in &q.using {
+                if !valid_id(id) {
+                    return Err(ConfigError::new(
+                        format!("{at}.using.{id}"),
+                        "is not a valid id: start with a lower-case letter, then letters, digits or _",
+                    ));
+                }
+                if !e.contains(id.as_str()) {
+                    return Err(ConfigError::new(
+                        format!("{at}.using.{id}"),
+                        format!("is not used by the expression {e:?}"),
+                    ));
+                }
+                validate_metric(m, &format!("{at}.using.{id}"))?;
+            }
+            Ok(())
+        }
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            at,
+            "has both metric and expression; give one",
+        )),
+        (None, None) => Err(ConfigError::new(
+            at,
+            "needs a metric ({namespace, name, dimensions, stat}) or an expression",
+        )),
     }
 }
 
-/// Values for the placeholders only metric dimensions use, looked up when needed.
-async fn extra_values(
+/// The expression's period, or the longest among its metrics.
+pub(super) fn period(q: &Query) -> Duration {
+    q.period
+        .map(HumanDuration::get)
+        .or(q.metric.as_ref().map(|m| m.period.get()))
+        .or(q.using.values().map(|m| m.period.get()).max())
+        .unwrap_or(Duration::from_secs(60))
+}
+
+fn placeholders(q: &Query) -> Vec<String> {
+    let metrics: Vec<&MetricDef> = q.metric.iter().chain(q.using.values()).collect();
+    metrics
+        .iter()
+        .flat_map(|m| m.dimensions.values())
+        .flat_map(|v| template::names(v))
+        .collect()
+}
+
+/// Values for the placeholders that need a look-up (`greenTargetGroup`, `blueTargetGroup`,
+/// `loadBalancer`, in CloudWatch's dimension forms), looked up only when `names` has them.
+pub(super) async fn extra_values(
     ctx: &SourceContext<'_>,
     names: &[String],
 ) -> Result<HashMap<&'static str, String>, Failure> {
@@ -289,13 +249,13 @@ fn rename_ids(expression: &str, renames: &[(String, String)]) -> String {
 
 /// Fetches every query over the window in one `GetMetricData` call (following
 /// `NextToken`). Returns the series by query name.
-async fn fetch(
+pub(super) async fn fetch(
     ctx: &SourceContext<'_>,
     queries: &[(&str, &Query)],
     window: Window,
 ) -> Result<HashMap<String, Series>, Failure> {
     let Window { start, end } = window;
-    let names: Vec<String> = queries.iter().flat_map(|(_, q)| q.placeholders()).collect();
+    let names: Vec<String> = queries.iter().flat_map(|(_, q)| placeholders(q)).collect();
     let extra = extra_values(ctx, &names).await?;
     let values = |v: &str| template::render_with(v, ctx.deployment, &|n| extra.get(n).cloned());
     let mut mdq = Vec::new();

@@ -9,6 +9,7 @@ mod support;
 
 mod answers;
 mod codedeploy;
+mod datadog;
 mod documented_examples;
 mod e2e_cargo_lambda;
 mod events;
@@ -22,6 +23,7 @@ mod metrics;
 mod migration_task;
 mod migrations;
 mod notify;
+mod prometheus;
 mod properties;
 mod runner;
 mod runtime_api;

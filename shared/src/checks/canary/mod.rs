@@ -16,7 +16,7 @@ use crate::duration::HumanDuration;
 use crate::judge::{
     ErrorRateConfig, Labels, RequestCounts, SeriesConfig, Verdict, judge_error_rate, judge_series,
 };
-use crate::metrics::cloudwatch;
+use crate::metrics;
 use crate::metrics::{MetricQuery, Series, Window};
 use crate::schema::ConfigError;
 use crate::verdict::Evaluation;
@@ -61,7 +61,7 @@ fn default_unit() -> String {
     bound(deserialize = "Q: DeserializeOwned")
 )]
 #[schemars(rename = "CanaryCheck")]
-pub struct CanaryCheck<Q = cloudwatch::Query> {
+pub struct CanaryCheck<Q = metrics::Query> {
     /// What the reason calls the metric, e.g. `p99 latency`.
     #[serde(default)]
     pub label: Option<String>,

@@ -1,6 +1,6 @@
 //! `metricThreshold`: a metric query compared with a threshold over the last N
 //! datapoints, with a minimum of evidence, and optionally observed for a bake window.
-//! Generic over the metric source ([`MetricQuery`]); CloudWatch is the default.
+//! Generic over the metric source ([`MetricQuery`]): CloudWatch, Prometheus or Datadog.
 
 use std::time::SystemTime;
 
@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::checks::evidence::{BakeState, NoEvidence, number};
 use crate::checks::{Check, CheckContext, Timing, at_least_a_second};
 use crate::duration::HumanDuration;
-use crate::metrics::cloudwatch;
+use crate::metrics;
 use crate::metrics::{MetricQuery, Window};
 use crate::schema::ConfigError;
 use crate::verdict::Evaluation;
@@ -54,7 +54,7 @@ impl Comparison {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(rename = "MinRequests")]
-pub struct MinRequests<Q = cloudwatch::Query> {
+pub struct MinRequests<Q = metrics::Query> {
     /// e.g. `RequestCountPerTarget` or `RequestCount` of the green target group, stat `Sum`.
     pub query: Q,
     /// The sum over the evaluated datapoints' time span that counts as enough evidence.
@@ -81,7 +81,7 @@ fn default_interval() -> HumanDuration {
     deny_unknown_fields,
     bound(deserialize = "Q: DeserializeOwned")
 )]
-pub struct ThresholdCheck<Q = cloudwatch::Query> {
+pub struct ThresholdCheck<Q = metrics::Query> {
     /// What the reason calls the metric, e.g. `5xx rate of green`.
     #[serde(default)]
     pub label: Option<String>,
@@ -118,7 +118,7 @@ pub struct ThresholdCheck<Q = cloudwatch::Query> {
 
 impl<Q: MetricQuery> Check for ThresholdCheck<Q> {
     const TYPE: &'static str = "metricThreshold";
-    const DESCRIPTION: &'static str = "Compares a CloudWatch metric or metric-math expression with a threshold over the latest datapoints (M of N), with minimum evidence and an optional bake window.";
+    const DESCRIPTION: &'static str = "Compares a metric query (CloudWatch, Prometheus or Datadog) with a threshold over the latest datapoints (M of N), with minimum evidence and an optional bake window.";
     type State = BakeState;
 
     fn validate(&mut self, at: &str) -> Result<(), ConfigError> {
