@@ -14,6 +14,15 @@
  *   migrationLogGroups              comma-separated log groups of the migration containers
  *   migrationSourceBuckets          comma-separated S3 buckets holding SQL migrations
  *   databaseSecretArns              comma-separated secrets holding database connections
+ *   prometheusWorkspaceArns         comma-separated Amazon Managed Service for Prometheus
+ *                                   workspaces the metric checks query (aps:QueryMetrics)
+ *   cloudWatchPromQL                true: the metric checks may query CloudWatch's PromQL API
+ *                                   (cloudwatch:GetMetricData and cloudwatch:ListMetrics)
+ *   metricRoleArns                  comma-separated roles the metric checks may assume to
+ *                                   query a source in another account (sts:AssumeRole)
+ *   metricSecretArns                comma-separated Secrets Manager secrets and SSM parameters,
+ *                                   by ARN, holding metric source credentials (Datadog keys,
+ *                                   Prometheus bearer tokens or passwords)
  *   vpcId, subnetIds                run the functions in these subnets of this VPC
  *   securityGroupIds                their security groups (default: one created, all egress,
  *                                   no ingress)
@@ -58,6 +67,14 @@ const list = (key: string): string[] | undefined =>
     ?.split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+
+/** A true/false setting: unset is false, anything else but `true` or `false` is refused. */
+const flag = (key: string): boolean => {
+  const value = context(key);
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  throw new Error(`${key} must be true or false, not "${value}"`);
+};
 
 // The CLI refuses `aws:` keys in -c; this is the switch the tests set directly.
 if (context('bundling') === 'false') {
@@ -118,6 +135,10 @@ if (context('release') === 'true') {
         : undefined,
     migrationSourceBuckets: list('migrationSourceBuckets'),
     databaseSecretArns: list('databaseSecretArns'),
+    prometheusWorkspaceArns: list('prometheusWorkspaceArns'),
+    cloudWatchPromQL: flag('cloudWatchPromQL'),
+    metricRoleArns: list('metricRoleArns'),
+    metricSecretArns: list('metricSecretArns'),
     vpcId: context('vpcId'),
     subnetIds: list('subnetIds'),
     securityGroupIds: list('securityGroupIds'),

@@ -113,6 +113,33 @@ export interface GreenlightHooksProps {
    */
   readonly databaseSecretArns?: string[];
   /**
+   * Amazon Managed Service for Prometheus workspaces the `metricThreshold` and `canary` checks
+   * query (a `prometheus` source at `https://aps-workspaces.REGION.amazonaws.com/workspaces/ID`),
+   * by ARN: `arn:aws:aps:REGION:ACCOUNT:workspace/ws-…`. Each is granted `aps:QueryMetrics`
+   * (instant and range queries). @default - none
+   */
+  readonly prometheusWorkspaceArns?: string[];
+  /**
+   * Lets the metric checks query CloudWatch's PromQL API (a `prometheus` source at
+   * `https://monitoring.REGION.amazonaws.com`): `cloudwatch:GetMetricData` and
+   * `cloudwatch:ListMetrics`, which support no resource-level permissions. @default false
+   */
+  readonly cloudWatchPromQL?: boolean;
+  /**
+   * Roles the metric checks may assume (`sts:AssumeRole`) to query a source in another account
+   * (a query's `roleArn`, e.g. a role there allowed `aps:QueryMetrics` on its workspace).
+   * Each role's trust policy must allow the functions' roles. @default - none
+   */
+  readonly metricRoleArns?: string[];
+  /**
+   * Credentials of metric sources (a Datadog API key and application key, a Prometheus,
+   * Grafana Cloud or Mimir bearer token or basic-auth password), by ARN: Secrets Manager
+   * secrets (`secretsmanager:GetSecretValue`; the full ARN, with the six characters Secrets
+   * Manager appends to the name) and SSM parameters (`ssm:GetParameter`). Secrets and
+   * parameters named `<prefix>/…` are readable already. @default - none
+   */
+  readonly metricSecretArns?: string[];
+  /**
    * ECR repositories whose scan findings the image admission check may read.
    * @default - the repositories in the account and region
    */
@@ -672,6 +699,77 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
       );
     }
 
+    // Metric sources beyond CloudWatch's GetMetricData, for the metricThreshold and canary checks.
+    const workspaces = checkArns(
+      'prometheusWorkspaceArns',
+      props.prometheusWorkspaceArns,
+      AMP_WORKSPACE_ARN,
+      AMP_WORKSPACE_ARN_FORM,
+    );
+    if (workspaces.length > 0) {
+      allow(
+        new iam.PolicyStatement({
+          sid: 'QueryPrometheusWorkspaces',
+          actions: ['aps:QueryMetrics'],
+          resources: workspaces,
+        }),
+      );
+    }
+    if (props.cloudWatchPromQL) {
+      // CloudWatch's PromQL API: requests to https://monitoring.REGION.amazonaws.com/api/v1/query
+      // and /api/v1/query_range, signed for the service `monitoring`. AWS documents that a query
+      // needs both cloudwatch:GetMetricData and cloudwatch:ListMetrics
+      // (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-PromQL-Querying.html,
+      // "Querying with the HTTP API", and the table it refers to,
+      // https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-PromQL.html#CloudWatch-PromQL-IAM).
+      // GetMetricData is in ReadMetrics too; this statement names the pair the API requires.
+      allow(
+        new iam.PolicyStatement({
+          sid: 'QueryCloudWatchPromQL',
+          actions: ['cloudwatch:GetMetricData', 'cloudwatch:ListMetrics'],
+          resources: ['*'],
+        }),
+        "Read-only. CloudWatch's PromQL API requires cloudwatch:GetMetricData and cloudwatch:ListMetrics, which support no resource-level permissions.",
+      );
+    }
+    const metricRoles = checkArns('metricRoleArns', props.metricRoleArns, ROLE_ARN, ROLE_ARN_FORM);
+    if (metricRoles.length > 0) {
+      allow(
+        new iam.PolicyStatement({
+          sid: 'AssumeMetricRoles',
+          actions: ['sts:AssumeRole'],
+          resources: metricRoles,
+        }),
+      );
+    }
+    const metricSecrets = checkArns(
+      'metricSecretArns',
+      props.metricSecretArns,
+      SECRET_OR_PARAMETER_ARN,
+      SECRET_OR_PARAMETER_ARN_FORM,
+    );
+    const isParameter = (a: string) => /^arn:[^:]+:ssm:/.test(a);
+    const secretArns = metricSecrets.filter((a) => !isParameter(a));
+    const parameterArns = metricSecrets.filter(isParameter);
+    if (secretArns.length > 0) {
+      allow(
+        new iam.PolicyStatement({
+          sid: 'ReadMetricSecrets',
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: secretArns,
+        }),
+      );
+    }
+    if (parameterArns.length > 0) {
+      allow(
+        new iam.PolicyStatement({
+          sid: 'ReadMetricParameters',
+          actions: ['ssm:GetParameter'],
+          resources: parameterArns,
+        }),
+      );
+    }
+
     const buckets = props.migrationSourceBuckets ?? [];
     if (buckets.length > 0) {
       allow(
@@ -713,6 +811,30 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
       );
     }
   }
+}
+
+const AMP_WORKSPACE_ARN = /^arn:aws[a-z-]*:aps:[a-z0-9-]+:[0-9]{12}:workspace\/ws-[A-Za-z0-9-]+$/;
+const AMP_WORKSPACE_ARN_FORM =
+  'an Amazon Managed Service for Prometheus workspace ARN (arn:aws:aps:REGION:ACCOUNT:workspace/ws-…)';
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::[0-9]{12}:role\/[A-Za-z0-9_+=,.@\/-]+$/;
+const ROLE_ARN_FORM = 'an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)';
+const SECRET_OR_PARAMETER_ARN =
+  /^arn:aws[a-z-]*:(secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9_+=.@!?\/-]+|ssm:[a-z0-9-]+:[0-9]{12}:parameter\/[A-Za-z0-9_.\/-]+)$/;
+const SECRET_OR_PARAMETER_ARN_FORM =
+  'a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf) or an SSM parameter ARN (arn:aws:ssm:REGION:ACCOUNT:parameter/NAME)';
+
+/**
+ * The ARNs of a list setting, each checked against the form it names: a mistake fails
+ * synthesis naming the setting. No wildcard passes. Tokens (template parameters) are left to
+ * the template.
+ */
+function checkArns(key: string, arns: readonly string[] | undefined, form: RegExp, description: string): string[] {
+  for (const arn of arns ?? []) {
+    if (!Token.isUnresolved(arn) && !form.test(arn)) {
+      throw new Error(`${key}: "${arn}" is not ${description}`);
+    }
+  }
+  return [...(arns ?? [])];
 }
 
 function isUnderPrefix(parameterName: string, prefix: string): boolean {

@@ -323,6 +323,166 @@ describe('options', () => {
     expect(none).toBeUndefined();
   });
 
+  describe('metric sources beyond CloudWatch', () => {
+    const WORKSPACE = 'arn:aws:aps:us-east-1:123456789012:workspace/ws-0a1b2c3d-4e5f-6789-abcd-ef0123456789';
+    const OTHER_WORKSPACE = 'arn:aws:aps:eu-west-1:210987654321:workspace/ws-9f8e7d6c-5b4a-3210-fedc-ba9876543210';
+    const ROLE = 'arn:aws:iam::210987654321:role/observability/greenlight-query';
+    const DATADOG = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:observability/datadog-AbCdEf';
+    const MIMIR = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:observability/mimir-token-XyZ123';
+    const PARAMETER = 'arn:aws:ssm:us-east-1:123456789012:parameter/observability/prometheus-password';
+    const SIDS = [
+      'QueryPrometheusWorkspaces',
+      'QueryCloudWatchPromQL',
+      'AssumeMetricRoles',
+      'ReadMetricSecrets',
+      'ReadMetricParameters',
+    ];
+    const checksStatements = (props: GreenlightHooksStackProps) => {
+      const { template } = synth(props);
+      return statementsOf(template, logicalIdOf(template, 'AWS::IAM::ManagedPolicy', 'HooksChecksPolicy'));
+    };
+    const bySid = (statements: ReturnType<typeof checksStatements>, sid: string) =>
+      statements.filter((s) => s.Sid === sid);
+
+    test('unset: none of their permissions, in any policy', () => {
+      const { template } = synth();
+      const statements = allStatements(template);
+      expect(statements.filter((s) => s.Sid !== undefined && SIDS.includes(s.Sid))).toEqual([]);
+      const actions = statements.flatMap((s) => s.Action);
+      for (const action of ['aps:QueryMetrics', 'cloudwatch:ListMetrics', 'sts:AssumeRole']) {
+        expect(actions).not.toContain(action);
+      }
+      // Secrets and parameters: only those named with the prefix.
+      for (const s of statements.filter((st) => st.Action.some((a) => /^(secretsmanager|ssm):Get/.test(a)))) {
+        expect(s.Sid).toBe('ReadConfigurationAndSecrets');
+      }
+      // Empty lists and `false` are the same as unset.
+      const empty = checksStatements({
+        prometheusWorkspaceArns: [],
+        cloudWatchPromQL: false,
+        metricRoleArns: [],
+        metricSecretArns: [],
+      });
+      expect(empty.filter((s) => s.Sid !== undefined && SIDS.includes(s.Sid))).toEqual([]);
+    });
+
+    test('prometheusWorkspaceArns: aps:QueryMetrics on exactly those workspaces', () => {
+      const statements = checksStatements({ prometheusWorkspaceArns: [WORKSPACE, OTHER_WORKSPACE] });
+      expect(bySid(statements, 'QueryPrometheusWorkspaces')).toEqual([
+        {
+          Sid: 'QueryPrometheusWorkspaces',
+          Effect: 'Allow',
+          Action: ['aps:QueryMetrics'],
+          Resource: [OTHER_WORKSPACE, WORKSPACE],
+        },
+      ]);
+      expect(statements.flatMap((s) => s.Action).filter((a) => a.startsWith('aps:'))).toEqual(['aps:QueryMetrics']);
+    });
+
+    test("cloudWatchPromQL: the two actions AWS documents for CloudWatch's PromQL API, which take no resource", () => {
+      const statements = checksStatements({ cloudWatchPromQL: true });
+      expect(bySid(statements, 'QueryCloudWatchPromQL')).toEqual([
+        {
+          Sid: 'QueryCloudWatchPromQL',
+          Effect: 'Allow',
+          Action: ['cloudwatch:GetMetricData', 'cloudwatch:ListMetrics'],
+          Resource: ['*'],
+        },
+      ]);
+      expect(statements.filter((s) => s.Action.includes('cloudwatch:ListMetrics'))).toHaveLength(1);
+    });
+
+    test('metricRoleArns: sts:AssumeRole on exactly those roles', () => {
+      const statements = checksStatements({ metricRoleArns: [ROLE] });
+      expect(bySid(statements, 'AssumeMetricRoles')).toEqual([
+        { Sid: 'AssumeMetricRoles', Effect: 'Allow', Action: ['sts:AssumeRole'], Resource: [ROLE] },
+      ]);
+      expect(statements.filter((s) => s.Action.includes('sts:AssumeRole'))).toHaveLength(1);
+    });
+
+    test('metricSecretArns: each secret and parameter readable with its own action, and only those', () => {
+      const statements = checksStatements({ metricSecretArns: [DATADOG, PARAMETER, MIMIR] });
+      expect(bySid(statements, 'ReadMetricSecrets')).toEqual([
+        {
+          Sid: 'ReadMetricSecrets',
+          Effect: 'Allow',
+          Action: ['secretsmanager:GetSecretValue'],
+          Resource: [DATADOG, MIMIR],
+        },
+      ]);
+      expect(bySid(statements, 'ReadMetricParameters')).toEqual([
+        { Sid: 'ReadMetricParameters', Effect: 'Allow', Action: ['ssm:GetParameter'], Resource: [PARAMETER] },
+      ]);
+      // Secrets alone: no parameter statement, and the other way round.
+      expect(bySid(checksStatements({ metricSecretArns: [DATADOG] }), 'ReadMetricParameters')).toEqual([]);
+      expect(bySid(checksStatements({ metricSecretArns: [PARAMETER] }), 'ReadMetricSecrets')).toEqual([]);
+    });
+
+    test('granted to the four functions through the checks policy, and to nothing else', () => {
+      const { template } = synth({
+        prometheusWorkspaceArns: [WORKSPACE],
+        cloudWatchPromQL: true,
+        metricRoleArns: [ROLE],
+        metricSecretArns: [DATADOG, PARAMETER],
+      });
+      const policy = logicalIdOf(template, 'AWS::IAM::ManagedPolicy', 'HooksChecksPolicy');
+      const found = allStatements(template).filter((s) => s.Sid !== undefined && SIDS.includes(s.Sid));
+      expect(found.map((s) => s.where)).toEqual(SIDS.map(() => policy));
+      expect(found.map((s) => s.Sid)).toEqual(SIDS);
+      IDS.forEach((id) => {
+        const role = template.toJSON().Resources[logicalIdOf(template, 'AWS::IAM::Role', `Hooks${id}Role`)];
+        expect(role.Properties.ManagedPolicyArns).toEqual([{ Ref: policy }]);
+      });
+    });
+
+    test.each([
+      ['prometheusWorkspaceArns', 'ws-0a1b2c3d-4e5f-6789-abcd-ef0123456789'],
+      ['prometheusWorkspaceArns', 'arn:aws:aps:us-east-1:123456789012:workspace/*'],
+      ['prometheusWorkspaceArns', 'arn:aws:aps:us-east-1:123456789012:rulegroupsnamespace/ws-0a1b/rules'],
+      ['prometheusWorkspaceArns', 'https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-0a1b2c3d'],
+      ['prometheusWorkspaceArns', 'arn:aws:aps:us-east-1:1234:workspace/ws-0a1b2c3d'],
+      ['metricRoleArns', 'arn:aws:iam::210987654321:role/*'],
+      ['metricRoleArns', 'arn:aws:iam::210987654321:user/greenlight'],
+      ['metricRoleArns', 'greenlight-query'],
+      ['metricSecretArns', '*'],
+      ['metricSecretArns', 'arn:aws:secretsmanager:us-east-1:123456789012:secret:*'],
+      ['metricSecretArns', 'observability/datadog'],
+      ['metricSecretArns', '/observability/prometheus-password'],
+      ['metricSecretArns', 'arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab'],
+    ] as const)('%s: %j fails synthesis naming the setting', (key, value) => {
+      expect(() => synth({ [key]: [value] })).toThrow(`${key}: "${value}" is not a`);
+    });
+
+    test('the messages say what is expected', () => {
+      expect(() => synth({ prometheusWorkspaceArns: ['ws-1'] })).toThrow(
+        'prometheusWorkspaceArns: "ws-1" is not an Amazon Managed Service for Prometheus workspace ARN (arn:aws:aps:REGION:ACCOUNT:workspace/ws-…)',
+      );
+      expect(() => synth({ metricRoleArns: ['r'] })).toThrow(
+        'metricRoleArns: "r" is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)',
+      );
+      expect(() => synth({ metricSecretArns: ['s'] })).toThrow(
+        'metricSecretArns: "s" is not a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf) or an SSM parameter ARN (arn:aws:ssm:REGION:ACCOUNT:parameter/NAME)',
+      );
+    });
+
+    test('other partitions are accepted', () => {
+      const statements = checksStatements({
+        prometheusWorkspaceArns: ['arn:aws-cn:aps:cn-north-1:123456789012:workspace/ws-0a1b2c3d'],
+        metricRoleArns: ['arn:aws-us-gov:iam::123456789012:role/query'],
+        metricSecretArns: ['arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:rds!db-0a1b-AbCdEf'],
+      });
+      expect(bySid(statements, 'QueryPrometheusWorkspaces')[0].Resource).toEqual([
+        'arn:aws-cn:aps:cn-north-1:123456789012:workspace/ws-0a1b2c3d',
+      ]);
+      expect(bySid(statements, 'AssumeMetricRoles')[0].Resource).toEqual([
+        'arn:aws-us-gov:iam::123456789012:role/query',
+      ]);
+      expect(bySid(statements, 'ReadMetricSecrets')[0].Resource).toEqual([
+        'arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:rds!db-0a1b-AbCdEf',
+      ]);
+    });
+  });
+
   test('without migrations, no task may be run or stopped and no role passed', () => {
     const { template } = synth();
     const actions = allStatements(template).flatMap((s) => s.Action);

@@ -79,6 +79,16 @@ function stacks(): Record<string, Stack> {
       alarmTopicArn: 'arn:aws:sns:us-east-1:123456789012:alarms',
       decryptionKeyArns: ['arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab'],
     }),
+    hooksWithMetricSources: new GreenlightHooksStack(app, 'greenlight-hooks-metrics', {
+      prefix: 'metrics',
+      prometheusWorkspaceArns: ['arn:aws:aps:us-east-1:123456789012:workspace/ws-0a1b2c3d-4e5f-6789-abcd-ef0123456789'],
+      cloudWatchPromQL: true,
+      metricRoleArns: ['arn:aws:iam::210987654321:role/greenlight-query'],
+      metricSecretArns: [
+        'arn:aws:secretsmanager:us-east-1:123456789012:secret:observability/datadog-AbCdEf',
+        'arn:aws:ssm:us-east-1:123456789012:parameter/observability/prometheus-token',
+      ],
+    }),
     release: new ReleaseStack(app, 'greenlight'),
     ecsExample: new EcsBlueGreenExampleStack(app, 'greenlight-example-ecs'),
     canaryExample: new LambdaCanaryExampleStack(app, 'greenlight-example-lambda-canary'),
