@@ -9,11 +9,15 @@ It starts, on free loopback ports:
   * the demo app, twice: release 1.5 (healthy) and release 1.6 (its health endpoint
     answers 503);
   * a webhook receiver that prints the notifications it gets;
+  * CloudWatch's CBOR protocol in front of moto (standins/cloudwatch_cbor.py);
+  * with Debian's `prometheus` installed: an app exposing all three releases' request and
+    latency metrics (standins/metrics_app.py) and a Prometheus server scraping it;
   * `cargo lambda watch`, serving the four Greenlight functions, pointed at moto.
 
 Then `greenlight rehearse` plays two CANARY deployments of `checkout`:
   1. release 1.5: migrations applied, health, target health, metrics and the alarm all
-     pass, traffic moves 10 % then 100 %: the deployment completes;
+     pass (and, with Prometheus, its median latency is judged no worse than 1.4's),
+     traffic moves 10 % then 100 %: the deployment completes;
   2. release 1.6: its one new migration is applied (expand-only), then the test-traffic
      gate finds the health endpoint answering 503, and ECS rolls back.
 
@@ -267,7 +271,18 @@ def hook(function, stages, checks):
     }
 
 
-def service_file(version, app_port, migrations, green_tg):
+def prometheus_latency(prometheus, version):
+    """The demo canary's judge on Prometheus: the new version's median latency against the
+    current one's (1.4.0), every second over the last minute, by the `revision` label."""
+    def p50(revision):
+        return {"prometheus": {"url": prometheus, "step": "1s", "query":
+                f'histogram_quantile(0.5, sum by (le) (rate(http_request_duration_seconds_bucket{{revision="{revision}"}}[5s])))'}}
+    return {"type": "canary", "label": "median latency", "unit": "s", "window": "1m",
+            "canary": p50(f"{version}.0"), "baseline": p50("1.4.0"),
+            "series": {"direction": "increase"}, "interval": "1s"}
+
+
+def service_file(version, app_port, migrations, green_tg, prometheus=None):
     migrate = {
         "type": "postgresMigrations",
         "source": str(migrations),
@@ -297,6 +312,9 @@ def service_file(version, app_port, migrations, green_tg):
         "interval": "1s",
     }
     alarm = {"type": "alarms", "alarmNames": [f"{SERVICE}-error-rate"], "interval": "1s"}
+    production = {"errors": errors, "alarm": alarm}
+    if prometheus:
+        production["latency"] = prometheus_latency(prometheus, version)
     return {
         "cluster": CLUSTER,
         "serviceName": SERVICE,
@@ -311,7 +329,7 @@ def service_file(version, app_port, migrations, green_tg):
                 hook("after-install", ["POST_SCALE_UP"], {"migrate": migrate}),
                 hook("before-allow-traffic", ["TEST_TRAFFIC_SHIFT"], {"health": health, "targets": targets}),
                 hook("after-allow-traffic", ["PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT"],
-                     {"errors": errors, "alarm": alarm}),
+                     production),
             ],
         },
     }
@@ -382,6 +400,22 @@ def main():
         say(f"  demo app 1.6.0  http://127.0.0.1:{broken}/health  (answers 503)")
         say(f"  webhook         http://127.0.0.1:{hook_port}/")
 
+        # With Debian's prometheus installed, the production gate also judges the new
+        # version's latency against the current one's on Prometheus, which scrapes an app
+        # serving all three versions' metrics every second.
+        prometheus = None
+        if shutil.which("prometheus") or os.path.exists("/usr/bin/prometheus"):
+            metrics_port, prom_port = free_port(), free_port()
+            procs.start([sys.executable, str(ROOT / "standins" / "metrics_app.py"), "--port", str(metrics_port),
+                         "--revision", "1.4.0=0,40", "--revision", "1.5.0=0,42", "--revision", "1.6.0=0.25,300"],
+                        Path(work) / "metrics-app.log")
+            procs.start([sys.executable, str(ROOT / "standins" / "prometheus_server.py"), "--port", str(prom_port),
+                         "--target", f"127.0.0.1:{metrics_port}", "--data-dir", str(Path(work) / "prometheus")],
+                        Path(work) / "prometheus.log")
+            wait_for_port(prom_port, "prometheus", log=Path(work) / "prometheus.log")
+            prometheus = f"http://127.0.0.1:{prom_port}"
+            say(f"  prometheus      {prometheus}  (scraping the app's metrics of 1.4.0, 1.5.0 and 1.6.0 every second)")
+
         watch_port = free_port()
         config = {"notifications": {"channels": {"demo": {
             "type": "webhook", "url": f"http://127.0.0.1:{hook_port}/greenlight",
@@ -407,8 +441,8 @@ def main():
             "ALTER TABLE orders ADD COLUMN notes text;\n")
         good = Path(work) / "checkout-1.5.json"
         bad = Path(work) / "checkout-1.6.json"
-        good.write_text(json.dumps(service_file("1.5", healthy, release_15, seeded["targetGroups"]["green"]), indent=2))
-        bad.write_text(json.dumps(service_file("1.6", broken, release_16, seeded["targetGroups"]["green"]), indent=2))
+        good.write_text(json.dumps(service_file("1.5", healthy, release_15, seeded["targetGroups"]["green"], prometheus), indent=2))
+        bad.write_text(json.dumps(service_file("1.6", broken, release_16, seeded["targetGroups"]["green"], prometheus), indent=2))
         functions = f"http://127.0.0.1:{watch_port}"
 
         say()
@@ -420,7 +454,7 @@ def main():
         say(f"   {GREEN if code == 0 else RED}exit {code}{RESET}; migrations in the ledger: {ledger_15}")
         if code != 0:
             failures.append(f"release 1.5.0 should complete (exit 0), got exit {code}")
-        for want in ("applied 3 migration(s)", "health:", "targets:", "errors:", "alarm:"):
+        for want in ("applied 3 migration(s)", "health:", "targets:", "errors:", "alarm:") + (("latency:",) if prometheus else ()):
             if want not in text:
                 failures.append(f"release 1.5.0: the timeline lacks {want!r}")
         for event in ("started", "succeeded"):
