@@ -56,10 +56,16 @@ release: $(VENV)/.installed
 ## The whole suite: formatting, lints, the stand-ins' own tests, unit, integration and
 ## end-to-end tests, the demo in its short mode, then the CDK app's type check, Jest tests
 ## (cdk-nag included), offline synth and the release template, with cfn-lint and checkov on
-## every template.
-test: tools
-	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+## every template. Installing the tools and the CDK app's packages (downloads, mostly) runs
+## while formatting and lints are checked; its output is shown only when it fails.
+test:
+	@mkdir -p $(TOOLS)
+	@( $(MAKE) --no-print-directory tools && cd cdk && \
+	   { [ -f node_modules/.package-lock.json ] && [ ! package-lock.json -nt node_modules/.package-lock.json ] || npm ci --no-audit --no-fund; } \
+	 ) > $(TOOLS)/setup.log 2>&1 & setup=$$!; \
+	{ cargo fmt --all -- --check && cargo clippy --workspace --all-targets -- -D warnings; } && lints=0 || lints=$$?; \
+	if ! wait $$setup; then cat $(TOOLS)/setup.log; echo "installing the tools failed (above)"; exit 1; fi; \
+	exit $$lints
 	$(VENV)/bin/python -m unittest discover -s standins -p 'test_*.py'
 	cargo test --workspace
 	cargo build --workspace --bins
@@ -78,11 +84,15 @@ demo: tools
 	cargo build --workspace --bins
 	$(VENV)/bin/python demo/demo.py $(DEMO_FLAGS)
 
-## Benchmarks (figures in the README's performance section).
+## Benchmarks (figures in the README's performance section). The traffic bench runs wrk and
+## hey beside the traffic check: Debian's `wrk` and `hey`, installed here when missing.
 bench:
+	@command -v wrk >/dev/null && command -v hey >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk hey >/dev/null; }
 	cargo bench -p greenlight --bench health_gate
 	cargo bench -p greenlight --bench judge -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p greenlight --bench evaluation -- --warm-up-time 1 --measurement-time 5
+	cargo bench -p greenlight --bench traffic
 	bash bench/run.sh
 
 ## A platform-wide rollout, simulated (bench/rollout.py; not part of `make test`): 50, 100

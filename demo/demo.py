@@ -19,7 +19,8 @@ Then `greenlight rehearse` plays two CANARY deployments of `checkout`:
      pass (and, with Prometheus, its median latency is judged no worse than 1.4's),
      traffic moves 10 % then 100 %: the deployment completes;
   2. release 1.6: its one new migration is applied (expand-only), then the test-traffic
-     gate finds the health endpoint answering 503, and ECS rolls back.
+     gate finds the health endpoint answering 503 (the `http` probe and the synthetic
+     `traffic` run both), and ECS rolls back.
 
 Everything started is stopped at the end, also on Ctrl-C. `--short` compresses the waits
 further (for CI); `--check` asserts the outcomes and exits non-zero when one differs.
@@ -301,6 +302,18 @@ def service_file(version, app_port, migrations, green_tg, prometheus=None):
         "failureLimit": 2,
     }
     targets = {"type": "targetHealth", "targetGroups": [green_tg], "interval": "1s"}
+    # Evidence the gate makes itself: 60 requests through the test route, judged on errors
+    # and latency.
+    load = {
+        "type": "traffic",
+        "scenarios": {"health": {"url": f"http://127.0.0.1:{app_port}/health",
+                                 "headers": {"x-amzn-ecs-bluegreen-test": "green"},
+                                 "expectBody": {"jsonPointer": "/status", "equals": "UP"}}},
+        "requests": 60,
+        "concurrency": 4,
+        "maxErrorRate": 1,
+        "latency": {"p99": "500ms"},
+    }
     errors = {
         "type": "metricThreshold",
         "label": "error rate of checkout",
@@ -327,7 +340,7 @@ def service_file(version, app_port, migrations, green_tg, prometheus=None):
             "lifecycleHooks": [
                 hook("before-install", ["PRE_SCALE_UP"], {}),
                 hook("after-install", ["POST_SCALE_UP"], {"migrate": migrate}),
-                hook("before-allow-traffic", ["TEST_TRAFFIC_SHIFT"], {"health": health, "targets": targets}),
+                hook("before-allow-traffic", ["TEST_TRAFFIC_SHIFT"], {"health": health, "targets": targets, "load": load}),
                 hook("after-allow-traffic", ["PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT"],
                      production),
             ],
@@ -454,7 +467,7 @@ def main():
         say(f"   {GREEN if code == 0 else RED}exit {code}{RESET}; migrations in the ledger: {ledger_15}")
         if code != 0:
             failures.append(f"release 1.5.0 should complete (exit 0), got exit {code}")
-        for want in ("applied 3 migration(s)", "health:", "targets:", "errors:", "alarm:") + (("latency:",) if prometheus else ()):
+        for want in ("applied 3 migration(s)", "health:", "targets:", "load: 60 requests in", "errors:", "alarm:") + (("latency:",) if prometheus else ()):
             if want not in text:
                 failures.append(f"release 1.5.0: the timeline lacks {want!r}")
         for event in ("started", "succeeded"):
@@ -473,7 +486,7 @@ def main():
         say(f"   {GREEN if code == 1 else RED}exit {code}{RESET} (rolled back); migrations in the ledger: {ledger_16}")
         if code != 1:
             failures.append(f"release 1.6.0 should roll back (exit 1), got exit {code}")
-        for want in ("applied 1 migration(s)", "answered 503", "TEST_TRAFFIC_SHIFT"):
+        for want in ("applied 1 migration(s)", "answered 503", "TEST_TRAFFIC_SHIFT", "load (traffic): blocked: 60 requests"):
             if want not in text:
                 failures.append(f"release 1.6.0: the timeline lacks {want!r}")
         for event in ("started", "failed", "rolledBack"):

@@ -167,14 +167,9 @@ pub(crate) fn build_http(builder: reqwest::ClientBuilder) -> Result<reqwest::Cli
         .user_agent(concat!("greenlight/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
             format!(
-                "the HTTP client could not be set up: {text} (are the system's CA certificates installed? SSL_CERT_FILE and SSL_CERT_DIR name them)"
+                "the HTTP client could not be set up: {} (are the system's CA certificates installed? SSL_CERT_FILE and SSL_CERT_DIR name them)",
+                crate::text::error_chain(&e)
             )
         })
 }

@@ -18,3 +18,15 @@ pub fn panic_message(p: &(dyn std::any::Any + Send)) -> Option<String> {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
 }
+
+/// An error and its sources, `: `-separated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

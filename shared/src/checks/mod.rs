@@ -241,6 +241,7 @@ kinds! {
     canary::CanaryCheck,
     postgres_migrations::PostgresMigrationsCheck,
     migration_task::MigrationTaskCheck,
+    traffic::TrafficCheck,
 }
 
 /// "Every interval must be at least 1s", for the kinds that poll.

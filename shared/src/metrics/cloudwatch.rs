@@ -129,7 +129,7 @@ pub(super) fn validate(q: &Query, at: &str) -> Result<(), ConfigError> {
         )),
         (None, None) => Err(ConfigError::new(
             at,
-            "needs a metric ({namespace, name, dimensions, stat}) or an expression",
+            "needs a source: a CloudWatch metric ({namespace, name, dimensions, stat}) or expression, prometheus or datadog",
         )),
     }
 }

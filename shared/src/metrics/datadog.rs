@@ -444,19 +444,13 @@ fn series(
         many => {
             let groups: Vec<String> = many
                 .iter()
-                .take(3)
-                .map(|s| {
-                    s.get("group_tags")
-                        .map(|g| crate::text::clip(&g.to_string(), 100))
-                        .unwrap_or_default()
-                })
+                .map(|s| s.get("group_tags").cloned().unwrap_or_default().to_string())
                 .collect();
-            Err(Failure::error(format!(
-                "{formula:?} gives {} series ({}{}); a check judges one: drop the `by {{…}}` grouping or aggregate",
-                many.len(),
-                groups.join(", "),
-                if many.len() > 3 { ", …" } else { "" }
-            )))
+            Err(super::several_series(
+                &format!("{formula:?}"),
+                &groups,
+                "drop the `by {…}` grouping or aggregate",
+            ))
         }
     }
 }
@@ -486,7 +480,7 @@ mod tests {
         assert!(series(Some(&none), "D", "f", Some("bad metric")).is_err());
         let two = json!({"series": [{"group_tags": ["env:a"]}, {"group_tags": ["env:b"]}], "times": [], "values": [[], []]});
         let e = series(Some(&two), "D", "f", None).unwrap_err();
-        assert!(e.message.contains("2 series"), "{e}");
+        assert!(e.message.contains("selects 2 series"), "{e}");
     }
 
     #[test]

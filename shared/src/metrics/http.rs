@@ -51,17 +51,6 @@ pub fn client(services: &Services) -> Result<reqwest::Client, Failure> {
         .map_err(Failure::error)
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
 /// Sends `req` and reads its answer, within `timeout` and the budget. Not reaching the
 /// server, or no answer in time, is transient: nothing is known about the release.
 pub async fn send(
@@ -97,11 +86,11 @@ pub async fn send(
         ))),
         Some(Ok(Err(e))) if e.is_builder() => Err(Failure::error(format!(
             "the request to {what} could not be built: {}",
-            chain(&e)
+            crate::text::error_chain(&e)
         ))),
         Some(Ok(Err(e))) => Err(Failure::transient(format!(
             "{what} could not be reached: {}",
-            chain(&e)
+            crate::text::error_chain(&e)
         ))),
         Some(Ok(Ok(Err(())))) => Err(Failure::error(format!(
             "{what} answered with more than {} MiB; narrow the query",

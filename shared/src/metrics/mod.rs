@@ -38,6 +38,23 @@ use crate::verdict::Failure;
 /// A series: (time in ms since the epoch, value), oldest first.
 pub type Series = Vec<(i64, f64)>;
 
+/// The error of a query that selects several series: a check judges one. `labels` are
+/// how the source names them; the first three are shown.
+fn several_series(query: &str, labels: &[String], advice: &str) -> Failure {
+    Failure::error(format!(
+        "{} selects {} series ({}{}); a check judges one: {advice}",
+        crate::text::clip(query, 300),
+        labels.len(),
+        labels
+            .iter()
+            .take(3)
+            .map(|l| crate::text::clip(l, 120))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if labels.len() > 3 { ", …" } else { "" }
+    ))
+}
+
 /// The time range a fetch covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {

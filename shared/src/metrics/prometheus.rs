@@ -510,20 +510,13 @@ fn matrix(data: Option<&Value>, what: &str, promql: &str) -> Result<Series, Fail
         many => {
             let labels: Vec<String> = many
                 .iter()
-                .take(3)
-                .map(|s| {
-                    crate::text::clip(
-                        &s.get("metric").cloned().unwrap_or_default().to_string(),
-                        120,
-                    )
-                })
+                .map(|s| s.get("metric").cloned().unwrap_or_default().to_string())
                 .collect();
-            Err(Failure::error(format!(
-                "{promql:?} selects {} series ({}{}); a check judges one: aggregate them, e.g. sum(…) or max(…)",
-                many.len(),
-                labels.join(", "),
-                if many.len() > 3 { ", …" } else { "" }
-            )))
+            Err(super::several_series(
+                &format!("{promql:?}"),
+                &labels,
+                "aggregate them, e.g. sum(…) or max(…)",
+            ))
         }
     }
 }

@@ -60,13 +60,6 @@ async fn answer(role: Role, ev: &Value, secs: u64) -> Value {
     .unwrap()
 }
 
-fn reason(a: &Value) -> String {
-    a["hookDetails"]["greenlightDecision"]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[tokio::test]
 async fn invalid_configurations_fail_closed_naming_the_field() {
     let base = event("ecs-test-traffic-shift.json");

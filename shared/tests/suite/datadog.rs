@@ -114,13 +114,6 @@ async fn run(query: Value, threshold: f64) -> Value {
     .unwrap()
 }
 
-fn reason(a: &Value) -> String {
-    a["hookDetails"]["greenlightDecision"]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[tokio::test]
 async fn a_formula_over_named_queries_is_judged_with_its_numbers() {
     let dd = Datadog::start(

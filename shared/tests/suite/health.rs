@@ -31,13 +31,6 @@ async fn run(services: &Services, role: Role, ev: &Value, secs: u64) -> Value {
         .unwrap()
 }
 
-fn reason(a: &Value) -> String {
-    a["hookDetails"]["greenlightDecision"]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 // ---------------------------------------------------------------- HTTP probes
 
 #[tokio::test]

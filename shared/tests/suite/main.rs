@@ -27,3 +27,4 @@ mod prometheus;
 mod properties;
 mod runner;
 mod runtime_api;
+mod traffic;

@@ -128,13 +128,6 @@ async fn run(env: &Env, ev: &Value, secs: u64) -> Value {
     .unwrap()
 }
 
-fn reason(a: &Value) -> String {
-    a["hookDetails"]["greenlightDecision"]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 const GREEN_TG: &str = "targetgroup/checkout-green/6d0ecf831eec9f09";
 const BLUE_TG: &str = "targetgroup/checkout-blue/1a2b3c4d5e6f7a8b";
 

@@ -37,13 +37,6 @@ async fn run(services: &Services, ev: &Value, secs: u64) -> Value {
     .unwrap()
 }
 
-fn reason(a: &Value) -> String {
-    a["hookDetails"]["greenlightDecision"]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Sets how moto moves ECS tasks along: one status per `times` DescribeTasks.
 fn task_transition(moto: &Moto, times: u64) {
     moto.seed(&format!(

@@ -47,13 +47,6 @@ async fn run(services: &Services, ev: &Value) -> Value {
     .unwrap()
 }
 
-fn reason(a: &Value) -> String {
-    a["hookDetails"]["greenlightDecision"]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// One evaluation of the check outside the handler, for its evidence (`observed`), which
 /// the answer leaves out.
 async fn evaluate(services: &Services, check: Value) -> greenlight::verdict::Evaluation {

@@ -142,13 +142,6 @@ async fn run(checks: Value) -> Value {
     .unwrap()
 }
 
-fn reason(a: &Value) -> String {
-    a["hookDetails"]["greenlightDecision"]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 fn prom(query: &str, extra: Value) -> Value {
     let mut q = json!({"url": stack().prometheus, "query": query, "step": "1s"});
     q.as_object_mut()

@@ -258,13 +258,6 @@ fn answer(o: &Outcome) -> Value {
     }
 }
 
-fn reason(a: &Value) -> String {
-    a["hookDetails"]["greenlightDecision"]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 fn with_checks(checks: Value) -> Vec<u8> {
     let mut ev = event("ecs-http-check.json");
     ev["hookDetails"] = json!({"greenlight": {"checks": checks}});

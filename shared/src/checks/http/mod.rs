@@ -329,6 +329,96 @@ impl HttpCheck {
     }
 }
 
+/// Checks a URL template: its placeholders, and the rest as an http(s) URL.
+pub(crate) fn validate_url(u: &str, path: &str) -> Result<(), ConfigError> {
+    template::validate(u).map_err(|e| ConfigError::new(path, e))?;
+    // Placeholders stand in for host names or path segments: check the rest.
+    let sample = u.replace("${", "x").replace('}', "");
+    let url = reqwest::Url::parse(&sample).map_err(|e| {
+        ConfigError::new(
+            path,
+            format!("is not a valid URL ({e}); write e.g. \"http://10.0.0.1:8080/health\""),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::new(
+            path,
+            format!("uses {:?}; only http and https are probed", url.scheme()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a request's method (upper-cased in place), headers and body templates, and what
+/// its answer must be.
+pub(crate) fn validate_request(
+    method: &mut String,
+    headers: &IndexMap<String, String>,
+    body: Option<&str>,
+    expect_status: &[StatusRange],
+    expect_body: Option<&BodyExpectation>,
+    at: &str,
+) -> Result<(), ConfigError> {
+    *method = method.to_ascii_uppercase();
+    if !METHODS.contains(&method.as_str()) {
+        return Err(ConfigError::new(
+            format!("{at}.method"),
+            format!("{method:?} is not one of: {}", METHODS.join(", ")),
+        ));
+    }
+    for (name, value) in headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ConfigError::new(
+                format!("{at}.headers.{name}"),
+                "is not a valid header name",
+            ));
+        }
+        if reqwest::header::HeaderValue::from_str(value).is_err() {
+            return Err(ConfigError::new(
+                format!("{at}.headers.{name}"),
+                "holds characters a header value cannot carry",
+            ));
+        }
+        template::validate(value)
+            .map_err(|e| ConfigError::new(format!("{at}.headers.{name}"), e))?;
+    }
+    if let Some(body) = body {
+        template::validate(body).map_err(|e| ConfigError::new(format!("{at}.body"), e))?;
+    }
+    if let Some(b) = expect_body {
+        if let Some(r) = &b.regex {
+            regex::Regex::new(r).map_err(|e| {
+                ConfigError::new(
+                    format!("{at}.expectBody.regex"),
+                    format!("is not a valid regular expression: {e}"),
+                )
+            })?;
+        }
+        if let Some(p) = &b.json_pointer
+            && !p.is_empty()
+            && !p.starts_with('/')
+        {
+            return Err(ConfigError::new(
+                format!("{at}.expectBody.jsonPointer"),
+                "must start with '/', e.g. \"/status\"",
+            ));
+        }
+        if b.equals.is_some() && b.json_pointer.is_none() {
+            return Err(ConfigError::new(
+                format!("{at}.expectBody.equals"),
+                "needs jsonPointer: the place in the JSON body to compare",
+            ));
+        }
+    }
+    if expect_status.is_empty() {
+        return Err(ConfigError::new(
+            format!("{at}.expectStatus"),
+            "is empty; list at least one status, e.g. [200]",
+        ));
+    }
+    Ok(())
+}
+
 impl Check for HttpCheck {
     const TYPE: &'static str = "http";
     const DESCRIPTION: &'static str =
@@ -349,79 +439,16 @@ impl Check for HttpCheck {
             } else {
                 format!("{at}.urls[{}]", i - usize::from(c.url.is_some()))
             };
-            template::validate(u).map_err(|e| ConfigError::new(&path, e))?;
-            // Placeholders stand in for host names or path segments: check the rest.
-            let sample = u.replace("${", "x").replace('}', "");
-            let url = reqwest::Url::parse(&sample).map_err(|e| {
-                ConfigError::new(
-                    &path,
-                    format!("is not a valid URL ({e}); write e.g. \"http://10.0.0.1:8080/health\""),
-                )
-            })?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(ConfigError::new(
-                    &path,
-                    format!("uses {:?}; only http and https are probed", url.scheme()),
-                ));
-            }
+            validate_url(u, &path)?;
         }
-        c.method = c.method.to_ascii_uppercase();
-        if !METHODS.contains(&c.method.as_str()) {
-            return Err(ConfigError::new(
-                format!("{at}.method"),
-                format!("{:?} is not one of: {}", c.method, METHODS.join(", ")),
-            ));
-        }
-        for (name, value) in &c.headers {
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(ConfigError::new(
-                    format!("{at}.headers.{name}"),
-                    "is not a valid header name",
-                ));
-            }
-            if reqwest::header::HeaderValue::from_str(value).is_err() {
-                return Err(ConfigError::new(
-                    format!("{at}.headers.{name}"),
-                    "holds characters a header value cannot carry",
-                ));
-            }
-            template::validate(value)
-                .map_err(|e| ConfigError::new(format!("{at}.headers.{name}"), e))?;
-        }
-        if let Some(body) = &c.body {
-            template::validate(body).map_err(|e| ConfigError::new(format!("{at}.body"), e))?;
-        }
-        if let Some(b) = &c.expect_body {
-            if let Some(r) = &b.regex {
-                regex::Regex::new(r).map_err(|e| {
-                    ConfigError::new(
-                        format!("{at}.expectBody.regex"),
-                        format!("is not a valid regular expression: {e}"),
-                    )
-                })?;
-            }
-            if let Some(p) = &b.json_pointer
-                && !p.is_empty()
-                && !p.starts_with('/')
-            {
-                return Err(ConfigError::new(
-                    format!("{at}.expectBody.jsonPointer"),
-                    "must start with '/', e.g. \"/status\"",
-                ));
-            }
-            if b.equals.is_some() && b.json_pointer.is_none() {
-                return Err(ConfigError::new(
-                    format!("{at}.expectBody.equals"),
-                    "needs jsonPointer: the place in the JSON body to compare",
-                ));
-            }
-        }
-        if c.expect_status.is_empty() {
-            return Err(ConfigError::new(
-                format!("{at}.expectStatus"),
-                "is empty; list at least one status, e.g. [200]",
-            ));
-        }
+        validate_request(
+            &mut c.method,
+            &c.headers,
+            c.body.as_deref(),
+            &c.expect_status,
+            c.expect_body.as_ref(),
+            at,
+        )?;
         if c.timeout.get() < Duration::from_millis(10) {
             return Err(ConfigError::new(
                 format!("{at}.timeout"),
@@ -549,23 +576,23 @@ struct Answer {
 
 /// What was read of a body: never more than a limit.
 #[derive(Default)]
-struct Body {
-    text: String,
+pub(crate) struct Body {
+    pub(crate) text: String,
     /// The body went on past the limit, which was not read.
-    cut: bool,
+    pub(crate) cut: bool,
     /// Reading stopped on an error (a timeout, a reset connection) before the body ended.
-    error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// Whether a body expectation has anything to judge, and so needs more than the excerpt.
-fn needs_body(b: &BodyExpectation) -> bool {
+pub(crate) fn needs_body(b: &BodyExpectation) -> bool {
     b.contains.is_some() || b.regex.is_some() || b.json_pointer.is_some()
 }
 
 /// Reads `resp`'s body chunk by chunk, keeping at most `limit` bytes: `cut` when more
 /// followed. Stops early once `enough` says what was read settles the question; `enough`
 /// gets the bytes so far and where the newest chunk starts.
-async fn read_body(
+pub(crate) async fn read_body(
     resp: &mut reqwest::Response,
     limit: usize,
     timeout: HumanDuration,
@@ -599,7 +626,7 @@ async fn read_body(
                 break;
             }
             Err(e) => {
-                body.error = Some(format!("reading the body failed: {}", error_chain(&e)));
+                body.error = Some(format!("reading the body failed: {}", crate::text::error_chain(&e)));
                 break;
             }
         }
@@ -683,7 +710,7 @@ async fn probe(
         Err(e) if e.is_timeout() => Err(format!("no answer within {}", c.timeout)),
         Err(e) if e.is_builder() => return Err(format!("the request could not be built: {e}")),
         Err(e) => {
-            let chain = error_chain(&e);
+            let chain = crate::text::error_chain(&e);
             if chain.contains("certificate") || chain.contains("Certificate") {
                 Err(format!("TLS verification failed ({chain})"))
             } else if e.is_connect() {
@@ -698,17 +725,6 @@ async fn probe(
         latency_ms: crate::duration::millis(started.elapsed()),
         body: Body::default(),
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 fn excerpt(body: &str) -> String {
@@ -730,7 +746,7 @@ fn clip(s: &str) -> String {
 /// Why a body does not meet the expectation, if it does not. A cut body (`limit` reached)
 /// is judged on what was read, and only where that settles it: text found, or a regex
 /// match that ends before the cut.
-fn body_mismatch(b: &BodyExpectation, body: &Body, limit: ByteSize) -> Option<String> {
+pub(crate) fn body_mismatch(b: &BodyExpectation, body: &Body, limit: ByteSize) -> Option<String> {
     if let Some(e) = &body.error {
         return Some(e.clone());
     }

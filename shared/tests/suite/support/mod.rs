@@ -746,3 +746,11 @@ kill "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
     wait_for_port(port, name);
     port
 }
+
+/// The decision's reason in an ECS answer.
+pub fn reason(a: &Value) -> String {
+    a["hookDetails"]["greenlightDecision"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
