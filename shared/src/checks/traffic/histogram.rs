@@ -54,12 +54,15 @@ impl Histogram {
     }
 
     /// The `q` quantile (0 to 1) in ms: the middle of the bucket holding it, never above
-    /// the maximum. `None` when empty.
+    /// the maximum, and the maximum itself for the last rank. `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        if rank >= self.count {
+            return Some(self.max_ms);
+        }
         let mut seen = 0u64;
         for &(b, n) in &self.buckets {
             seen += u64::from(n);
