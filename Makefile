@@ -92,7 +92,7 @@ bench:
 	cargo bench -p greenlight --bench health_gate
 	cargo bench -p greenlight --bench judge -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p greenlight --bench evaluation -- --warm-up-time 1 --measurement-time 5
-	cargo bench -p greenlight --bench traffic
+	cargo bench -p greenlight --bench traffic --profile bench-rollout
 	bash bench/run.sh
 
 ## A platform-wide rollout, simulated (bench/rollout.py; not part of `make test`): 50, 100

@@ -8,7 +8,8 @@
 //!    per second: each tool's p50 and p99 beside the server's own view of the same
 //!    requests (handler entered to answer ready), and the gap between them.
 //!
-//! `cargo bench -p greenlight --bench traffic` (`make bench` runs it); `TRAFFIC_SECONDS`
+//! `cargo bench -p greenlight --bench traffic --profile bench-rollout` (`make bench` runs
+//! it: release optimisation without fat LTO's long link); `TRAFFIC_SECONDS`
 //! (default 5) sets each run's length and `TRAFFIC_CONCURRENCY` (default 16) the
 //! concurrency. Machine-bound figures: the server and the client share the cores.
 
