@@ -38,8 +38,19 @@ struct Stack {
 /// (STS) and the SigV4 gate in front of Prometheus. Returns once Prometheus holds 15 s of
 /// samples.
 fn stack() -> &'static Stack {
-    static STACK: OnceLock<Stack> = OnceLock::new();
-    STACK.get_or_init(|| {
+    static STACK: OnceLock<Result<Stack, String>> = OnceLock::new();
+    // Started once: a failure to start is every test's failure, not a new attempt each.
+    STACK
+        .get_or_init(|| {
+            std::panic::catch_unwind(start_stack)
+                .map_err(|p| greenlight::text::panic_message(&*p).unwrap_or_default())
+        })
+        .as_ref()
+        .unwrap_or_else(|e| panic!("the Prometheus stack did not start: {e}"))
+}
+
+fn start_stack() -> Stack {
+    {
         let s = |v: &str| v.to_string();
         let app = serve_for_process(
             "metrics-app",
@@ -69,7 +80,8 @@ fn stack() -> &'static Stack {
         let moto = serve_for_process("moto", "moto_server", &[s("-H"), s("127.0.0.1")]);
         let prometheus = format!("http://127.0.0.1:{prom}");
         let moto = format!("http://127.0.0.1:{moto}");
-        let gate_log = std::env::temp_dir().join(format!("greenlight-{}-gate.jsonl", std::process::id()));
+        let gate_log =
+            std::env::temp_dir().join(format!("greenlight-{}-gate.jsonl", std::process::id()));
         let gate = serve_for_process(
             "sigv4-gate",
             "standins/sigv4_gate.py",
@@ -122,7 +134,7 @@ fn stack() -> &'static Stack {
             gate_log,
             moto,
         }
-    })
+    }
 }
 
 async fn run(checks: Value) -> Value {

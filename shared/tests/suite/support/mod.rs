@@ -737,13 +737,27 @@ kill "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
         command.arg("python3");
     }
     #[allow(clippy::zombie_processes)]
-    command
+    let mut watcher = command
         .arg(&program)
         .args(args)
         .args(["--port".to_string(), port.to_string()])
         .spawn()
         .unwrap_or_else(|e| panic!("{name} starts: {e}"));
-    wait_for_port(port, name);
+    // Fail at once when the server exits instead of listening (a missing binary).
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = watcher.try_wait() {
+            panic!(
+                "{name} exited ({status}) without listening: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "{name} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     port
 }
 
