@@ -236,6 +236,18 @@ pub fn forget(services: &Services, r: &SecretRef) {
     services.local::<Cache>().forget(r);
 }
 
+/// `text` with every secret's value (of 3 characters or more) replaced by `***`: for
+/// messages that quote what a server or driver answered, which may echo a credential.
+pub fn redact(text: &str, secrets: &[Secret]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if s.expose().len() >= 3 {
+            out = out.replace(s.expose(), "***");
+        }
+    }
+    out
+}
+
 /// The value of `r`, from the process's cache or read now (within `limit`).
 pub async fn resolve(services: &Services, r: &SecretRef, limit: Instant) -> Result<Secret, String> {
     if let SecretRef::Literal(s) = r {

@@ -294,7 +294,9 @@ impl Query {
                 answer = http::send(request(), &what, self.timeout.get(), ctx.budget).await?;
             }
         }
+        // A proxy in between could echo the keys: never in a message.
         self.interpret(&answer, &what, &formula)
+            .map_err(|f| f.map(|m| secrets::redact(&m, &[api_key.clone(), app_key.clone()])))
     }
 
     fn interpret(&self, a: &Answer, what: &str, formula: &str) -> Result<Series, Failure> {

@@ -24,7 +24,7 @@ use super::http::{self, Answer};
 use super::{Series, SourceContext, Window, cloudwatch, sigv4};
 use crate::duration::HumanDuration;
 use crate::schema::ConfigError;
-use crate::secrets::{self, SecretRef};
+use crate::secrets::{self, Secret, SecretRef};
 use crate::template;
 use crate::verdict::Failure;
 
@@ -345,6 +345,8 @@ impl Query {
         }
         let what = format!("Prometheus at {}", self.host());
         let mut req = http::client(ctx.services)?.post(&url);
+        // Credentials a server's answer could echo, kept out of every message.
+        let mut hide = Vec::new();
         if let Some((service, region)) = self.signing() {
             let region = match region {
                 Some(r) => r,
@@ -362,6 +364,7 @@ impl Query {
             };
             let role = self.sigv4.as_ref().and_then(|s| s.role_arn.as_deref());
             let creds = sigv4::credentials(ctx.services, role, ctx.budget).await?;
+            hide.extend(creds.session_token().map(Secret::from_value));
             let signed = sigv4::sign_request(
                 &creds,
                 &service,
@@ -382,17 +385,22 @@ impl Query {
                 let token = secrets::resolve(ctx.services, r, ctx.budget.end())
                     .await
                     .map_err(Failure::error)?;
-                req.bearer_auth(token.expose())
+                let req = req.bearer_auth(token.expose());
+                hide.push(token);
+                req
             }
             Some(Auth::Basic { username, password }) => {
                 let p = secrets::resolve(ctx.services, password, ctx.budget.end())
                     .await
                     .map_err(Failure::error)?;
-                req.basic_auth(username, Some(p.expose()))
+                let req = req.basic_auth(username, Some(p.expose()));
+                hide.push(p);
+                req
             }
         };
         let answer = http::send(req.body(body), &what, self.timeout.get(), ctx.budget).await?;
         self.interpret(&answer, &what, &promql)
+            .map_err(|f| f.map(|m| secrets::redact(&m, &hide)))
     }
 
     fn interpret(&self, a: &Answer, what: &str, promql: &str) -> Result<Series, Failure> {

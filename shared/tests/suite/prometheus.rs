@@ -381,32 +381,51 @@ async fn a_role_is_assumed_through_sts_to_sign() {
 async fn bearer_token_and_headers_reach_a_server_outside_aws() {
     let seen: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
     let record = seen.clone();
-    let addr = serve(Router::new().route(
-        "/api/prom/api/v1/query_range",
-        post(move |headers: HeaderMap, body: String| {
-            let record = record.clone();
-            async move {
-                let h = |k: &str| {
-                    headers
-                        .get(k)
+    let addr = serve(
+        Router::new()
+            .route(
+                // A proxy that refuses the request and echoes what it got.
+                "/echo/api/v1/query_range",
+                post(|headers: HeaderMap| async move {
+                    let got = headers
+                        .get("authorization")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
-                        .to_string()
-                };
-                record
-                    .lock()
-                    .unwrap()
-                    .push((h("authorization"), h("x-scope-orgid"), body));
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs();
-                let values: Vec<Value> = (0..5).map(|i| json!([now - 5 + i, "0.5"])).collect();
-                axum::Json(json!({"status": "success", "data": {"resultType": "matrix",
+                        .to_string();
+                    (
+                        axum::http::StatusCode::UNAUTHORIZED,
+                        format!("bad credentials: {got}"),
+                    )
+                }),
+            )
+            .route(
+                "/api/prom/api/v1/query_range",
+                post(move |headers: HeaderMap, body: String| {
+                    let record = record.clone();
+                    async move {
+                        let h = |k: &str| {
+                            headers
+                                .get(k)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_string()
+                        };
+                        record
+                            .lock()
+                            .unwrap()
+                            .push((h("authorization"), h("x-scope-orgid"), body));
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_secs();
+                        let values: Vec<Value> =
+                            (0..5).map(|i| json!([now - 5 + i, "0.5"])).collect();
+                        axum::Json(json!({"status": "success", "data": {"resultType": "matrix",
                     "result": [{"metric": {}, "values": values}]}}))
-            }
-        }),
-    ))
+                    }
+                }),
+            ),
+    )
     .await;
     let query = json!({"prometheus": {"url": format!("http://{addr}/api/prom"), "query": "up{service=\"${service}\"}",
         "step": "1s", "auth": {"bearer": "glc_token-with-secret-value"}, "headers": {"X-Scope-OrgID": "team-${service}"}}});
@@ -422,6 +441,22 @@ async fn bearer_token_and_headers_reach_a_server_outside_aws() {
         seen[0].2
     );
     // The answer echoes the event's own hookDetails; what Greenlight adds never has the token.
+    assert!(
+        !a["hookDetails"]["greenlightDecision"]
+            .to_string()
+            .contains("glc_token-with-secret-value")
+    );
+
+    // A server that echoes the token in its refusal: the reason quotes it redacted.
+    let query = json!({"prometheus": {"url": format!("http://{addr}/echo"), "query": "up",
+        "step": "1s", "auth": {"bearer": "glc_token-with-secret-value"}}});
+    let a = run(json!({"errors": threshold("availability", query, 1.0)})).await;
+    assert_eq!(a["hookStatus"], "FAILED", "{a:#}");
+    let r = reason(&a);
+    assert!(
+        r.contains("refused the credentials") && r.contains("bad credentials: Bearer ***"),
+        "{r}"
+    );
     assert!(
         !a["hookDetails"]["greenlightDecision"]
             .to_string()

@@ -25,7 +25,7 @@ use crate::checks::migrations::{self, MigrationFile, Source};
 use crate::checks::{Check, CheckContext, Timing};
 use crate::duration::HumanDuration;
 use crate::schema::ConfigError;
-use crate::secrets::{self, Secret, SecretRef};
+use crate::secrets::{self, Secret, SecretRef, redact};
 use crate::verdict::Evaluation;
 use guard::{EXPAND_CONTRACT, Finding, Pending};
 
@@ -247,16 +247,6 @@ struct Target {
     label: String,
     /// Values that must never appear in a message.
     secrets: Vec<Secret>,
-}
-
-fn redact(text: &str, secrets: &[Secret]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if s.expose().len() >= 3 {
-            out = out.replace(s.expose(), "***");
-        }
-    }
-    out
 }
 
 /// The options to connect with, from the secret or URL and the overrides.
