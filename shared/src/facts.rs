@@ -96,6 +96,19 @@ impl Facts {
         once(&self.revision, services, arn, budget).await
     }
 
+    /// `DescribeServiceRevisions` for the source (blue) revision, once.
+    pub async fn source_revision(
+        &self,
+        services: &Services,
+        deployment: &Deployment,
+        budget: &Budget,
+    ) -> Result<Revision, Failure> {
+        let arn = deployment.source_revision_arn.clone().ok_or(
+            "the event names no previous (blue) revision: the traffic weights are empty at this stage, or this is the first deployment",
+        );
+        once(&self.source, services, arn, budget).await
+    }
+
     /// The target groups of the new (`green`) or previous revision, as ARNs: from the ECS
     /// service revisions, or for CodeDeploy from the deployment's task sets (by name).
     pub async fn target_groups(

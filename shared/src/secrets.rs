@@ -248,8 +248,58 @@ pub fn redact(text: &str, secrets: &[Secret]) -> String {
     out
 }
 
-/// The value of `r`, from the process's cache or read now (within `limit`).
+/// The environment variables naming secrets that only the approval endpoint and links
+/// may use: a configuration (a notification header, say) cannot name them, so that whoever
+/// can set a service's `hookDetails` cannot send them elsewhere.
+pub const RESERVED: [&str; 3] = [
+    "GREENLIGHT_APPROVAL_KEY",
+    "GREENLIGHT_SLACK_SIGNING_SECRET",
+    "GREENLIGHT_SLACK_BOT_TOKEN",
+];
+
+/// Whether `r` names one of the [`RESERVED`] secrets (by ARN, or by name against an ARN
+/// with Secrets Manager's random suffix).
+pub fn reserved(r: &SecretRef) -> Option<&'static str> {
+    let SecretRef::SecretsManager { secret_arn, .. } = r else {
+        return None;
+    };
+    let same = |a: &str, b: &str| {
+        a == b
+            || a.strip_prefix(b)
+                .is_some_and(|rest| rest.starts_with('-') && rest.len() == 7)
+            || a.rsplit(':').next().is_some_and(|name| {
+                name == b
+                    || name
+                        .strip_prefix(b)
+                        .is_some_and(|rest| rest.starts_with('-') && rest.len() == 7)
+            })
+    };
+    RESERVED.into_iter().find(|var| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .is_some_and(|v| same(&v, secret_arn) || same(secret_arn, &v))
+    })
+}
+
+/// The value of `r`, from the process's cache or read now (within `limit`). A secret
+/// [`reserved`] for approvals is refused.
 pub async fn resolve(services: &Services, r: &SecretRef, limit: Instant) -> Result<Secret, String> {
+    if let Some(var) = reserved(r) {
+        return Err(format!(
+            "{} is reserved for approvals ({var}) and cannot be used by the configuration",
+            r.describe()
+        ));
+    }
+    resolve_reserved(services, r, limit).await
+}
+
+/// [`resolve`], allowing the [`RESERVED`] secrets: for the approval code only.
+pub(crate) async fn resolve_reserved(
+    services: &Services,
+    r: &SecretRef,
+    limit: Instant,
+) -> Result<Secret, String> {
     if let SecretRef::Literal(s) = r {
         return Ok(Secret(s.clone()));
     }

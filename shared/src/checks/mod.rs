@@ -242,6 +242,7 @@ kinds! {
     postgres_migrations::PostgresMigrationsCheck,
     migration_task::MigrationTaskCheck,
     traffic::TrafficCheck,
+    approval::ApprovalCheck,
 }
 
 /// "Every interval must be at least 1s", for the kinds that poll.

@@ -73,7 +73,8 @@ async fn run(
         carried,
         d.revision.clone(),
         limit,
-    );
+    )
+    .with_approvals(crate::checks::approval::pending(&d.record.checks));
     let due = outbox.due(d.status(), &[]);
     if due.is_empty() {
         return;

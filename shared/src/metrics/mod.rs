@@ -13,7 +13,7 @@
 
 pub mod cloudwatch;
 pub mod datadog;
-mod http;
+pub(crate) mod http;
 pub mod prometheus;
 mod sigv4;
 

@@ -62,6 +62,8 @@ pub struct Moment<'a> {
     pub status: HookStatus,
     /// CodeDeploy: the function that announces `started`.
     pub code_deploy_started_by: Role,
+    /// An `approval` check is waiting for a person.
+    pub awaiting_approval: bool,
 }
 
 /// The events an invocation stands for, in the order they are announced.
@@ -75,6 +77,8 @@ pub struct Moment<'a> {
 /// * `succeeded`: `SUCCEEDED` at `POST_PRODUCTION_TRAFFIC_SHIFT` (CodeDeploy: the
 ///   `after-allow-traffic` function, `AfterAllowTraffic`).
 /// * `stagePassed`: any other `SUCCEEDED`.
+/// * `approvalRequested`: the answer is `IN_PROGRESS` (CodeDeploy: the hook keeps waiting)
+///   while an `approval` check waits for a person.
 pub fn events_for(m: &Moment<'_>) -> Vec<Event> {
     if m.rolling_back {
         return vec![Event::RolledBack];
@@ -100,7 +104,11 @@ pub fn events_for(m: &Moment<'_>) -> Vec<Event> {
                 Event::StagePassed
             });
         }
-        HookStatus::InProgress => {}
+        HookStatus::InProgress => {
+            if m.awaiting_approval {
+                out.push(Event::ApprovalRequested);
+            }
+        }
     }
     out
 }
@@ -117,6 +125,7 @@ pub(crate) fn short_hash(text: &str) -> String {
 pub fn notification_id(d: &Deployment, event: Event, execution: &str) -> String {
     let scope = match event {
         Event::StagePassed => format!("{}|{}|{execution}", notice::stage_label(d), d.role.name()),
+        Event::ApprovalRequested => format!("{}|{}", notice::stage_label(d), d.role.name()),
         _ => String::new(),
     };
     short_hash(&format!("{}|{}|{scope}", d.key, event.as_str()))
@@ -238,6 +247,8 @@ pub struct Outbox<'a> {
     /// The revision's images, looked up when the first notification is sent.
     images: tokio::sync::OnceCell<Vec<notice::Image>>,
     limit: Instant,
+    /// The pending approvals of the decision: (check name, its `approval` evidence).
+    approvals: Vec<(String, serde_json::Value)>,
 }
 
 impl<'a> Outbox<'a> {
@@ -269,7 +280,89 @@ impl<'a> Outbox<'a> {
             revision,
             images: tokio::sync::OnceCell::new(),
             limit,
+            approvals: Vec::new(),
         }
+    }
+
+    /// The decision's pending approvals, which call for `approvalRequested`.
+    pub fn with_approvals(mut self, approvals: Vec<(String, serde_json::Value)>) -> Self {
+        self.approvals = approvals;
+        self
+    }
+
+    /// The approval request as `channel` shows it: the first pending approval, with links
+    /// signed for this channel when its approvers allow them.
+    fn approval_ask(
+        &self,
+        channel: &Channel,
+        key: &Result<(crate::approval::Setup, secrets::Secret), String>,
+    ) -> Option<notice::ApprovalAsk> {
+        use crate::approval::{Action, approvers, link};
+        let (check, a) = self.approvals.first()?;
+        let text = |k: &str| {
+            a.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        let list: Vec<String> = a
+            .get("approvers")
+            .and_then(serde_json::Value::as_array)
+            .map(|v| {
+                v.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let id = text("id")?;
+        let mut ask = notice::ApprovalAsk {
+            id: id.clone(),
+            check: check.clone(),
+            expires_at: text("expiresAt").unwrap_or_default(),
+            on_timeout: text("onTimeout").unwrap_or_else(|| "fail".into()),
+            message: text("message"),
+            changes: a.get("changes").cloned().unwrap_or(serde_json::Value::Null),
+            slack_buttons: channel.kind.type_name() == "slack" && approvers::slack_offered(&list),
+            ..notice::ApprovalAsk::default()
+        };
+        match key {
+            Ok((setup, secret)) => {
+                if approvers::iam_offered(&list) {
+                    ask.command = Some(format!(
+                        "greenlight approve {id} --endpoint {} [--reject] [--comment TEXT]",
+                        setup.url
+                    ));
+                }
+                if approvers::link_allowed(&list, &channel.name) {
+                    let expires = a
+                        .get("expiresAtMs")
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(0)
+                        / 1000;
+                    match link::key_bytes(secret.expose()) {
+                        Ok(k) => {
+                            let make = |action| {
+                                link::url(
+                                    &setup.url,
+                                    k,
+                                    &link::Claims {
+                                        id: id.clone(),
+                                        action,
+                                        channel: channel.name.clone(),
+                                        expires,
+                                    },
+                                )
+                            };
+                            ask.approve_url = Some(make(Action::Approve));
+                            ask.reject_url = Some(make(Action::Reject));
+                        }
+                        Err(e) => ask.unavailable = Some(e),
+                    }
+                }
+            }
+            Err(e) => ask.unavailable = Some(e.clone()),
+        }
+        ask.approvers = list;
+        Some(ask)
     }
 
     fn sent_before(&self, event: Event, channel: &Channel) -> bool {
@@ -292,6 +385,7 @@ impl<'a> Outbox<'a> {
             rolling_back: self.deployment.rolling_back(),
             status,
             code_deploy_started_by: self.settings.code_deploy_started_by,
+            awaiting_approval: !self.approvals.is_empty(),
         };
         let settings: &'a Notifications = self.settings;
         let mut due = Vec::new();
@@ -327,6 +421,17 @@ impl<'a> Outbox<'a> {
                 }
             })
             .await;
+        let key = if due.iter().any(|x| x.event == Event::ApprovalRequested) {
+            match crate::approval::Setup::from_env() {
+                Ok(setup) => secrets::resolve_reserved(self.services, &setup.key, self.limit)
+                    .await
+                    .map(|s| (setup, s))
+                    .map_err(|e| format!("the approval signing key could not be read: {e}")),
+                Err(e) => Err(e),
+            }
+        } else {
+            Err(String::new())
+        };
         let log = notice::LogLocation::from_env();
         let d = self.deployment;
         let notices: Vec<Notice> = due
@@ -356,6 +461,9 @@ impl<'a> Outbox<'a> {
                     },
                     verdict,
                     sent_at: SystemTime::now(),
+                    approval: (x.event == Event::ApprovalRequested)
+                        .then(|| self.approval_ask(x.channel, &key))
+                        .flatten(),
                 }
             })
             .collect();
@@ -621,6 +729,7 @@ mod tests {
             rolling_back,
             status,
             code_deploy_started_by: Role::BeforeInstall,
+            awaiting_approval: false,
         })
     }
 
@@ -774,6 +883,7 @@ mod tests {
             rolling_back: false,
             status: HookStatus::Succeeded,
             code_deploy_started_by: Role::BeforeAllowTraffic,
+            awaiting_approval: false,
         });
         assert_eq!(lambda, vec![Event::Started, Event::StagePassed]);
     }

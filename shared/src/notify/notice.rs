@@ -90,6 +90,84 @@ pub struct Notice {
     pub images: Vec<Image>,
     pub links: Links,
     pub sent_at: SystemTime,
+    /// `approvalRequested`: what is asked, and this channel's actions.
+    pub approval: Option<ApprovalAsk>,
+}
+
+/// An approval request as a channel shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalAsk {
+    pub id: String,
+    /// The `approval` check's name.
+    pub check: String,
+    /// Who may decide (as configured; empty: anyone who can reach an action).
+    pub approvers: Vec<String>,
+    pub expires_at: String,
+    /// What happens at expiry: `fail` or `pass`.
+    pub on_timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// What changed from the previous revision (images, environment variable names).
+    pub changes: Value,
+    /// Signed, single-use links for this channel, when the approvers allow them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approve_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reject_url: Option<String>,
+    /// Slack: interactive buttons (the approvers include Slack identities, or anyone).
+    #[serde(skip)]
+    pub slack_buttons: bool,
+    /// The terminal command, acting through the caller's IAM identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Why the links are missing, when they could not be made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+impl ApprovalAsk {
+    /// The lines every channel shows: who, until when, what changed, the message.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(m) = &self.message {
+            out.push(m.clone());
+        }
+        let who = if self.approvers.is_empty() {
+            "anyone who can reach an action below".to_string()
+        } else {
+            self.approvers.join(", ")
+        };
+        out.push(format!("Who may decide: {who}"));
+        out.push(format!(
+            "Expires: {} (then onTimeout: {})",
+            self.expires_at, self.on_timeout
+        ));
+        let list = |key: &str| -> Vec<String> {
+            self.changes
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (images, env) = (list("images"), list("environment"));
+        if !images.is_empty() {
+            out.push(format!("Images: {}", images.join("; ")));
+        }
+        if !env.is_empty() {
+            out.push(format!("Environment: {}", env.join(", ")));
+        }
+        if let Some(u) = self.changes.get("unknown").and_then(Value::as_str) {
+            out.push(format!("Changes: not compared ({u})"));
+        } else if images.is_empty() && env.is_empty() {
+            out.push("Changes: same images and environment as the previous revision".into());
+        }
+        out
+    }
 }
 
 /// The emoji Slack and Teams show for an event.
@@ -100,6 +178,7 @@ pub fn emoji(event: Event) -> &'static str {
         Event::RolledBack => "↩️",
         Event::Succeeded => "✅",
         Event::StagePassed => "☑️",
+        Event::ApprovalRequested => "✋",
     }
 }
 
@@ -111,6 +190,7 @@ pub fn colour(event: Event) -> &'static str {
         Event::RolledBack => "#E8A317",
         Event::Succeeded => "#2EB67D",
         Event::StagePassed => "#7CD197",
+        Event::ApprovalRequested => "#F2C744",
     }
 }
 
@@ -277,6 +357,7 @@ pub fn headline(event: Event, subject: &str, d: &Deployment, stage: &str) -> Str
         }
         Event::Succeeded => format!("{subject}: deployment succeeded"),
         Event::StagePassed => format!("{subject}: {stage} passed"),
+        Event::ApprovalRequested => format!("{subject}: approval needed at {stage}"),
     }
 }
 
@@ -327,6 +408,9 @@ impl Notice {
         });
         if !self.notes.is_empty() {
             body["notes"] = json!(self.notes);
+        }
+        if let Some(a) = &self.approval {
+            body["approval"] = json!(a);
         }
         body
     }

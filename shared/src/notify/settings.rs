@@ -34,15 +34,19 @@ pub enum Event {
     Succeeded,
     /// Any other gate passed.
     StagePassed,
+    /// An `approval` check waits for a person: the request, with its actions (signed
+    /// links, Slack buttons, the terminal command). Once per deployment, stage and check.
+    ApprovalRequested,
 }
 
 impl Event {
-    pub const ALL: [Event; 5] = [
+    pub const ALL: [Event; 6] = [
         Event::Started,
         Event::Failed,
         Event::RolledBack,
         Event::Succeeded,
         Event::StagePassed,
+        Event::ApprovalRequested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl Event {
             Event::RolledBack => "rolledBack",
             Event::Succeeded => "succeeded",
             Event::StagePassed => "stagePassed",
+            Event::ApprovalRequested => "approvalRequested",
         }
     }
 }
@@ -71,6 +76,7 @@ fn default_events() -> Vec<Event> {
         Event::Failed,
         Event::RolledBack,
         Event::Succeeded,
+        Event::ApprovalRequested,
     ]
 }
 fn default_timeout() -> HumanDuration {

@@ -5,6 +5,11 @@ use serde_json::{Value, json};
 
 use super::notice::{Notice, clip, colour, emoji, human_duration};
 
+/// The `action_id` of the Approve button; its `value` is the approval id.
+pub const ACTION_APPROVE: &str = "greenlight_approve";
+/// The `action_id` of the Reject button.
+pub const ACTION_REJECT: &str = "greenlight_reject";
+
 /// Escapes text for Slack's `mrkdwn`.
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -73,6 +78,29 @@ pub fn payload(n: &Notice) -> Value {
             lines.push(format!("…and {} more", worth.len() - top.len()));
         }
         details.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&format!("*Checks*\n{}", lines.join("\n")), 2990)}}));
+    }
+    if let Some(a) = &n.approval {
+        let lines: Vec<String> = a.lines().iter().map(|l| escape(l)).collect();
+        details.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&format!("*Approval*\n{}", lines.join("\n")), 2990)}}));
+        let mut buttons = Vec::new();
+        if a.slack_buttons {
+            buttons.push(json!({"type": "button", "action_id": ACTION_APPROVE, "value": a.id, "style": "primary", "text": {"type": "plain_text", "text": "Approve"}}));
+            buttons.push(json!({"type": "button", "action_id": ACTION_REJECT, "value": a.id, "style": "danger", "text": {"type": "plain_text", "text": "Reject"},
+                "confirm": {"title": {"type": "plain_text", "text": "Reject this deployment?"}, "text": {"type": "plain_text", "text": clip(&format!("{} rolls back.", n.subject), 300)}, "confirm": {"type": "plain_text", "text": "Reject"}, "deny": {"type": "plain_text", "text": "Cancel"}}}));
+        } else {
+            if let Some(url) = &a.approve_url {
+                buttons.push(json!({"type": "button", "action_id": "greenlight_approve_link", "url": url, "style": "primary", "text": {"type": "plain_text", "text": "Approve…"}}));
+            }
+            if let Some(url) = &a.reject_url {
+                buttons.push(json!({"type": "button", "action_id": "greenlight_reject_link", "url": url, "style": "danger", "text": {"type": "plain_text", "text": "Reject…"}}));
+            }
+        }
+        if !buttons.is_empty() {
+            details.push(json!({"type": "actions", "block_id": format!("greenlight_approval_{}", a.id), "elements": buttons}));
+        }
+        if let Some(c) = &a.command {
+            details.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&format!("*From a terminal*\n```{}```", escape(c)), 2990)}}));
+        }
     }
     if let Some(step) = &n.links.next_step {
         details.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&format!("*Next step* ({})\n```{}```", escape(&step.purpose), escape(&step.command)), 2990)}}));

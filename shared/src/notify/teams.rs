@@ -13,6 +13,7 @@ fn style(event: Event) -> (&'static str, &'static str) {
         Event::Failed => ("attention", "Attention"),
         Event::RolledBack => ("warning", "Warning"),
         Event::Succeeded | Event::StagePassed => ("good", "Good"),
+        Event::ApprovalRequested => ("warning", "Warning"),
     }
 }
 
@@ -68,6 +69,15 @@ pub fn card(n: &Notice) -> Value {
         body.push(json!({"type": "TextBlock", "text": "Checks", "weight": "Bolder", "spacing": "Medium", "wrap": true}));
         body.push(json!({"type": "TextBlock", "text": lines.join("\n"), "wrap": true}));
     }
+    if let Some(a) = &n.approval {
+        body.push(json!({"type": "TextBlock", "text": "Approval", "weight": "Bolder", "spacing": "Medium", "wrap": true}));
+        body.push(
+            json!({"type": "TextBlock", "text": clip(&a.lines().join("\n\n"), 2800), "wrap": true}),
+        );
+        if let Some(c) = &a.command {
+            body.push(json!({"type": "TextBlock", "text": clip(c, 1000), "fontType": "Monospace", "wrap": true}));
+        }
+    }
     if let Some(step) = &n.links.next_step {
         body.push(json!({"type": "TextBlock", "text": format!("Next step ({})", step.purpose), "weight": "Bolder", "spacing": "Medium", "wrap": true}));
         body.push(json!({"type": "TextBlock", "text": step.command, "fontType": "Monospace", "wrap": true}));
@@ -75,6 +85,14 @@ pub fn card(n: &Notice) -> Value {
     body.push(json!({"type": "TextBlock", "text": format!("{} · invocation {} · id {}", n.function, n.invocation, n.id), "isSubtle": true, "size": "Small", "wrap": true}));
 
     let mut actions = Vec::new();
+    if let Some(a) = &n.approval {
+        if let Some(url) = &a.approve_url {
+            actions.push(json!({"type": "Action.OpenUrl", "title": "Approve", "url": url, "style": "positive"}));
+        }
+        if let Some(url) = &a.reject_url {
+            actions.push(json!({"type": "Action.OpenUrl", "title": "Reject", "url": url, "style": "destructive"}));
+        }
+    }
     if let Some(url) = &n.links.console {
         actions.push(
             json!({"type": "Action.OpenUrl", "title": "Deployment in the console", "url": url}),
