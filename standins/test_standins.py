@@ -23,6 +23,8 @@ import threading
 import time
 import unittest
 import urllib.parse
+import uuid
+import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,6 +43,7 @@ try:
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
+    from botocore.exceptions import ClientError
 except ImportError:  # the codec tests still run under a bare python
     boto3 = None
 
@@ -633,6 +636,296 @@ class SigV4GateTests(unittest.TestCase):
                          (True, "aps", "us-west-2", len(self.form())))
         self.assertEqual((lines[1]["verified"], lines[1]["reason"]), (False, "no Authorization header"))
         self.assertNotIn("secret", Path(self.log.name).read_text())
+
+
+# ---- the STS GetCallerIdentity stand-in ----------------------------------------------------
+
+
+if boto3 is not None:
+    from botocore.auth import S3SigV4QueryAuth, SigV4QueryAuth
+
+    class SigV4QueryAtTime(SigV4QueryAuth):
+        """botocore's presigner with the signing time given rather than read from the clock."""
+
+        def __init__(self, credentials, service, region, expires, when: datetime):
+            super().__init__(credentials, service, region, expires=expires)
+            self.timestamp = when.strftime("%Y%m%dT%H%M%SZ")
+
+        def add_auth(self, request):
+            request.context["timestamp"] = self.timestamp
+            self._modify_request_before_signing(request)
+            canonical = self.canonical_request(request)
+            self._inject_signature_to_request(request, self.signature(self.string_to_sign(request, canonical), request))
+
+
+STS_NS = {"sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
+ALICE_ARN = "arn:aws:iam::123456789012:user/alice"
+BOB_ARN = "arn:aws:sts::210987654321:assumed-role/Deployer/bob"
+GET_CALLER_IDENTITY = "Action=GetCallerIdentity&Version=2011-06-15"
+
+
+@unittest.skipUnless(boto3 is not None, "botocore is needed")
+class StsIdentityTests(unittest.TestCase):
+    MISMATCH = SigV4GateTests.MISMATCH
+    INVALID_TOKEN = "The security token included in the request is invalid."
+
+    @classmethod
+    def setUpClass(cls):
+        cls.log = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False)
+        args = ["--region", "us-west-2", "--identity", f"AKIDALICE:SECRET/alice+1:{ALICE_ARN}",
+                "--identity", f"AKIDBOB:SECRETBOB:{BOB_ARN}", "--log", cls.log.name]
+        cls.sts = standin("sts_identity.py", *args)
+        cls.strict = standin("sts_identity.py", *args, "--enforce-expires", name="sts_identity.py --enforce-expires")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sts.stop()
+        cls.strict.stop()
+        os.unlink(cls.log.name)
+
+    def presign(self, server=None, query=GET_CALLER_IDENTITY, approval="abc", akid="AKIDALICE", secret="SECRET/alice+1",
+                token=None, region="us-west-2", service="sts", expires=60, when=None, method="GET"):
+        """A URL presigned with botocore's SigV4QueryAuth, `x-greenlight-approval` bound into it."""
+        req = AWSRequest(method=method, url=f"{(server or self.sts).url}/?{query}",
+                         headers={"x-greenlight-approval": approval} if approval is not None else {})
+        creds = Credentials(akid, secret, token)
+        signer = (SigV4QueryAuth(creds, service, region, expires=expires) if when is None
+                  else SigV4QueryAtTime(creds, service, region, expires, when))
+        signer.add_auth(req)
+        return req.url
+
+    def get(self, url, approval="abc", method="GET"):
+        return request(url, method, None, {"x-greenlight-approval": approval} if approval is not None else {})
+
+    def post(self, body=GET_CALLER_IDENTITY.encode(), akid="AKIDALICE", secret="SECRET/alice+1", token=None, tamper=None):
+        """An Authorization-header POST signed with botocore's SigV4Auth, optionally spoiled."""
+        url = self.sts.url + "/"
+        req = AWSRequest(method="POST", url=url, data=body,
+                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+        SigV4Auth(Credentials(akid, secret, token), "sts", "us-west-2").add_auth(req)
+        headers = dict(req.headers.items())
+        if tamper is not None:
+            body = tamper(headers, body)
+        return request(url, "POST", body, headers)
+
+    def last_log(self) -> dict:
+        return json.loads(Path(self.log.name).read_text().splitlines()[-1])
+
+    def assertIdentity(self, result, arn, user_id, account):
+        status, headers, body = result
+        self.assertEqual(status, 200, body)
+        self.assertEqual(headers["content-type"], "text/xml")
+        root = ET.fromstring(body)
+        self.assertEqual(root.tag, "{https://sts.amazonaws.com/doc/2011-06-15/}GetCallerIdentityResponse")
+        self.assertEqual([e.tag.split("}")[1] for e in root], ["GetCallerIdentityResult", "ResponseMetadata"])
+        found = {e.tag.split("}")[1]: e.text for e in root.find("sts:GetCallerIdentityResult", STS_NS)}
+        self.assertEqual(found, {"Arn": arn, "UserId": user_id, "Account": account})
+        self.assertEqual(root.findtext("sts:ResponseMetadata/sts:RequestId", namespaces=STS_NS), headers["x-amzn-requestid"])
+
+    def assertStsError(self, result, status, code, message=None, message_start=None):
+        got_status, headers, body = result
+        self.assertEqual(got_status, status, body)
+        self.assertEqual(headers["content-type"], "text/xml")
+        root = ET.fromstring(body)
+        self.assertEqual(root.tag, "{https://sts.amazonaws.com/doc/2011-06-15/}ErrorResponse")
+        self.assertEqual(root.findtext("sts:Error/sts:Type", namespaces=STS_NS), "Sender")
+        self.assertEqual(root.findtext("sts:Error/sts:Code", namespaces=STS_NS), code)
+        got_message = root.findtext("sts:Error/sts:Message", namespaces=STS_NS)
+        if message is not None:
+            self.assertEqual(got_message, message)
+        if message_start is not None:
+            self.assertTrue(got_message.startswith(message_start), got_message)
+        uuid.UUID(root.findtext("sts:RequestId", namespaces=STS_NS))
+        return got_message
+
+    # ---- presigned GET ---------------------------------------------------------------------
+
+    def test_a_presigned_get_sent_with_its_bound_header_answers_the_identity(self):
+        url = self.presign()
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+        self.assertEqual(query["X-Amz-SignedHeaders"], ["host;x-greenlight-approval"])
+        self.assertIdentity(self.get(url, "abc"), ALICE_ARN, "AIDAAKIDALICE", "123456789012")
+        line = self.last_log()
+        self.assertEqual((line["method"], line["presigned"], line["accessKeyId"], line["signedHeaders"], line["approval"],
+                          line["verified"], line["status"], line["arn"]),
+                         ("GET", True, "AKIDALICE", ["host", "x-greenlight-approval"], "abc", True, 200, ALICE_ARN))
+
+    def test_an_assumed_role_answers_its_role_session(self):
+        self.assertIdentity(self.get(self.presign(akid="AKIDBOB", secret="SECRETBOB")), BOB_ARN, "AROAAKIDBOB:bob",
+                            "210987654321")
+
+    def test_another_approval_value_or_none_is_refused(self):
+        url = self.presign(approval="abc")
+        self.assertStsError(self.get(url, "abd"), 403, "SignatureDoesNotMatch", self.MISMATCH)
+        self.assertEqual((self.last_log()["approval"], self.last_log()["reason"]), ("abd", "signature mismatch"))
+        self.assertStsError(self.get(url, None), 403, "SignatureDoesNotMatch", self.MISMATCH)
+        self.assertEqual(self.last_log()["reason"], "signed header x-greenlight-approval not sent")
+        # Signed header values are compared trimmed, as SigV4 has it.
+        self.assertIdentity(self.get(url, "  abc  "), ALICE_ARN, "AIDAAKIDALICE", "123456789012")
+
+    def test_an_altered_query_parameter_is_refused(self):
+        url = self.presign()
+        for old, new in (("X-Amz-Expires=60", "X-Amz-Expires=3600"), ("Version=2011-06-15", "Version=2011-06-15&Extra=1"),
+                         ("X-Amz-SignedHeaders=host%3Bx-greenlight-approval", "X-Amz-SignedHeaders=host"),
+                         ("Credential=AKIDALICE", "Credential=AKIDBOB")):
+            with self.subTest(new=new):
+                self.assertIn(old, url)
+                self.assertStsError(self.get(url.replace(old, new)), 403, "SignatureDoesNotMatch", self.MISMATCH)
+        flipped = url[:-1] + ("0" if url[-1] != "0" else "1")
+        self.assertStsError(self.get(flipped), 403, "SignatureDoesNotMatch", self.MISMATCH)
+
+    def test_the_wrong_secret_or_an_unknown_key_is_refused(self):
+        self.assertStsError(self.get(self.presign(secret="guessed")), 403, "SignatureDoesNotMatch", self.MISMATCH)
+        self.assertStsError(self.get(self.presign(akid="AKIDMALLORY")), 403, "InvalidClientTokenId", self.INVALID_TOKEN)
+        self.assertEqual(self.last_log()["reason"], "unknown access key AKIDMALLORY")
+
+    def test_the_scope_must_name_the_region_and_sts(self):
+        self.assertStsError(self.get(self.presign(region="eu-west-1")), 403, "SignatureDoesNotMatch",
+                            "Credential should be scoped to a valid region.")
+        self.assertStsError(self.get(self.presign(service="iam")), 403, "SignatureDoesNotMatch",
+                            "Credential should be scoped to correct service: 'sts'.")
+
+    def test_a_stale_or_future_presigned_request_is_refused(self):
+        now = datetime.now(timezone.utc)
+        self.assertStsError(self.get(self.presign(when=now - timedelta(minutes=16), expires=3600)), 403,
+                            "SignatureDoesNotMatch", message_start="Signature expired: ")
+        message = self.assertStsError(self.get(self.presign(when=now + timedelta(minutes=16))), 403,
+                                      "SignatureDoesNotMatch", message_start="Signature not yet current: ")
+        self.assertTrue(message.endswith(" + 15 min.)"), message)
+        # Like real STS, the stand-in ignores X-Amz-Expires: a 60 s URL still works 14 minutes on.
+        old = self.presign(when=now - timedelta(minutes=14), expires=60)
+        self.assertIdentity(self.get(old), ALICE_ARN, "AIDAAKIDALICE", "123456789012")
+
+    def test_with_enforce_expires_a_presigned_request_expires_after_x_amz_expires(self):
+        now = datetime.now(timezone.utc)
+        self.assertIdentity(self.get(self.presign(self.strict, expires=60)), ALICE_ARN, "AIDAAKIDALICE", "123456789012")
+        message = self.assertStsError(self.get(self.presign(self.strict, when=now - timedelta(seconds=90), expires=60)), 403,
+                                      "SignatureDoesNotMatch", message_start="Signature expired: ")
+        self.assertTrue(message.endswith(" - 60 sec.)"), message)
+        url = self.presign(self.strict, expires=1)
+        time.sleep(2.1)
+        self.assertStsError(self.get(url), 403, "SignatureDoesNotMatch", message_start="Signature expired: ")
+        self.assertStsError(self.get(self.presign(self.strict, expires=0)), 400, "IncompleteSignature")
+
+    def test_unsigned_and_malformed_requests_are_refused(self):
+        self.assertStsError(request(f"{self.sts.url}/?{GET_CALLER_IDENTITY}"), 403, "MissingAuthenticationToken",
+                            "Request is missing Authentication Token")
+        url = self.presign()
+        unsigned = url[:url.index("&X-Amz-Signature=")]
+        self.assertStsError(self.get(unsigned), 400, "IncompleteSignature",
+                            "AWS query-string parameters must include 'X-Amz-Signature'. Re-examine the query-string parameters.")
+        self.assertStsError(request(url, "GET", None, {"x-greenlight-approval": "abc", "Authorization": "AWS4-HMAC-SHA256 x"}),
+                            400, "IncompleteSignature")
+        self.assertStsError(self.get(self.presign(approval=None).replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=x-a")),
+                            400, "IncompleteSignature")
+
+    def test_a_payload_hash_of_unsigned_payload_is_refused(self):
+        # botocore's STS presign hashes the empty body; only S3's presigners sign UNSIGNED-PAYLOAD.
+        req = AWSRequest(method="GET", url=f"{self.sts.url}/?{GET_CALLER_IDENTITY}", headers={"x-greenlight-approval": "abc"})
+        S3SigV4QueryAuth(Credentials("AKIDALICE", "SECRET/alice+1"), "sts", "us-west-2", expires=60).add_auth(req)
+        self.assertStsError(self.get(req.url), 403, "SignatureDoesNotMatch", self.MISMATCH)
+        self.assertIn("UNSIGNED-PAYLOAD", self.last_log()["reason"])
+        self.assertTrue(self.last_log()["canonicalRequest"].endswith(
+            "\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"))
+
+    def test_only_get_caller_identity_is_answered(self):
+        self.assertStsError(self.get(self.presign(query="Action=AssumeRole&Version=2011-06-15")), 400, "InvalidAction",
+                            "Could not find operation AssumeRole for version 2011-06-15")
+        self.assertStsError(self.get(self.presign(query="Action=GetCallerIdentity")), 400, "InvalidAction",
+                            "Could not find operation GetCallerIdentity for version NO_VERSION_SPECIFIED")
+        self.assertStsError(self.get(self.presign(query="Version=2011-06-15")), 400, "MissingAction", "Missing Action")
+        self.assertEqual(self.last_log()["reason"], "signature verified; no Action")
+        # A forged request learns nothing about the action: the signature comes first.
+        self.assertStsError(self.get(self.presign(query="Action=AssumeRole&Version=2011-06-15", secret="guessed")), 403,
+                            "SignatureDoesNotMatch")
+
+    def test_boto3_presigned_urls_work_for_the_method_they_were_signed_for(self):
+        sts = boto3.client("sts", endpoint_url=self.sts.url, region_name="us-west-2",
+                           aws_access_key_id="AKIDBOB", aws_secret_access_key="SECRETBOB")
+        post_url = sts.generate_presigned_url("get_caller_identity")  # the operation's own method, POST
+        self.assertIdentity(request(post_url, "POST"), BOB_ARN, "AROAAKIDBOB:bob", "210987654321")
+        self.assertStsError(request(post_url, "GET"), 403, "SignatureDoesNotMatch", self.MISMATCH)
+        self.assertEqual(self.last_log()["reason"], "signature mismatch: the client signed the request for POST, it was sent as GET")
+        get_url = sts.generate_presigned_url("get_caller_identity", HttpMethod="GET")
+        self.assertIdentity(request(get_url), BOB_ARN, "AROAAKIDBOB:bob", "210987654321")
+
+    # ---- Authorization header --------------------------------------------------------------
+
+    def test_an_authorization_header_post_answers_the_identity(self):
+        self.assertIdentity(self.post(), ALICE_ARN, "AIDAAKIDALICE", "123456789012")
+        line = self.last_log()
+        self.assertEqual((line["method"], line["presigned"], line["signedHeaders"]),
+                         ("POST", False, ["content-type", "host", "x-amz-date"]))
+
+        def body_changed(headers, body):
+            return b"Action=GetCallerIdentity&Version=2011-06-15&X=1"
+
+        self.assertStsError(self.post(tamper=body_changed), 403, "SignatureDoesNotMatch", self.MISMATCH)
+        self.assertStsError(self.post(akid="AKIDMALLORY"), 403, "InvalidClientTokenId", self.INVALID_TOKEN)
+        self.assertStsError(self.post(body=b"Action=AssumeRole&Version=2011-06-15"), 400, "InvalidAction",
+                            "Could not find operation AssumeRole for version 2011-06-15")
+
+    def test_boto3_reads_the_answer_and_the_errors(self):
+        def client(akid, secret):
+            return boto3.client("sts", endpoint_url=self.sts.url, region_name="us-west-2",
+                                aws_access_key_id=akid, aws_secret_access_key=secret)
+
+        answer = client("AKIDBOB", "SECRETBOB").get_caller_identity()
+        self.assertEqual((answer["Arn"], answer["UserId"], answer["Account"]), (BOB_ARN, "AROAAKIDBOB:bob", "210987654321"))
+        for akid, secret, code in (("AKIDBOB", "wrong", "SignatureDoesNotMatch"), ("AKIDNONE", "x", "InvalidClientTokenId")):
+            with self.subTest(code=code), self.assertRaises(ClientError) as caught:
+                client(akid, secret).get_caller_identity()
+            self.assertEqual(caught.exception.response["Error"]["Code"], code)
+            self.assertEqual(caught.exception.response["ResponseMetadata"]["HTTPStatusCode"], 403)
+
+    # ---- session tokens --------------------------------------------------------------------
+
+    def test_a_session_token_is_accepted_only_signed(self):
+        url = self.presign(token="FwoGZXIvYXdzEJr//token+/=")
+        self.assertIn("X-Amz-Security-Token=", url)
+        self.assertIdentity(self.get(url), ALICE_ARN, "AIDAAKIDALICE", "123456789012")
+        self.assertTrue(self.last_log()["sessionToken"])
+        changed = url.replace("X-Amz-Security-Token=", "X-Amz-Security-Token=x")
+        self.assertStsError(self.get(changed), 403, "SignatureDoesNotMatch", self.MISMATCH)
+        self.assertIn("X-Amz-Security-Token=<redacted>", self.last_log()["canonicalRequest"])
+
+        self.assertIdentity(self.post(token="header-token"), ALICE_ARN, "AIDAAKIDALICE", "123456789012")
+        self.assertIn("x-amz-security-token", self.last_log()["signedHeaders"])
+
+        def token_added_after_signing(headers, body):
+            headers["X-Amz-Security-Token"] = "added-later"
+            return body
+
+        self.assertStsError(self.post(tamper=token_added_after_signing), 403, "SignatureDoesNotMatch", self.MISMATCH)
+        self.assertEqual(self.last_log()["reason"], "X-Amz-Security-Token header sent but not signed")
+
+    # ---- log and lifecycle -----------------------------------------------------------------
+
+    def test_the_log_has_one_line_per_request_and_no_secret(self):
+        before = len(Path(self.log.name).read_text().splitlines())
+        self.get(self.presign(approval="f00d"), "f00d")
+        self.get(self.presign(approval="f00d"), "beef")
+        request(f"{self.sts.url}/?{GET_CALLER_IDENTITY}")
+        text = Path(self.log.name).read_text()
+        lines = [json.loads(line) for line in text.splitlines()[before:]]
+        self.assertEqual(len(lines), 2 + 1)
+        for line in lines:
+            self.assertLessEqual({"method", "accessKeyId", "signedHeaders", "verified", "reason", "status", "approval"},
+                                 set(line))
+        self.assertEqual([(line["approval"], line["verified"], line["status"]) for line in lines],
+                         [("f00d", True, 200), ("beef", False, 403), (None, False, 403)])
+        self.assertEqual(lines[2]["reason"], "neither an Authorization header nor X-Amz-* query parameters")
+        for secret in ("SECRET/alice+1", "SECRETBOB", "FwoGZXIvYXdzEJr", "header-token"):
+            self.assertNotIn(secret, text)
+
+    def test_sigterm_exits_cleanly_and_bad_identities_are_refused(self):
+        self.assertEqual(standin("sts_identity.py", "--region", "us-east-1", "--identity", f"A:S:{ALICE_ARN}").stop(), 0)
+        for spec in ("AKIDONLY", "AKID:SECRET", "AKID:SECRET:not-an-arn"):
+            with self.subTest(spec=spec):
+                r = subprocess.run([PY, str(HERE / "sts_identity.py"), "--port", "1", "--region", "us-east-1",
+                                    "--identity", spec], capture_output=True, text=True)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("--identity", r.stderr)
 
 
 # ---- the Datadog stand-in ------------------------------------------------------------------

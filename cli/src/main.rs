@@ -27,6 +27,31 @@ enum Command {
     /// Exit status: 0 when the deployment completes, 1 when it rolls back (or fails),
     /// 2 on a usage or setup error.
     Rehearse(RehearseArgs),
+    /// Approve (or reject) a waiting approval, as your IAM identity: the endpoint learns who
+    /// you are from STS, through a GetCallerIdentity request you presign, and checks you
+    /// against the approval's approvers.
+    ///
+    /// Exit status: 0 when the decision is recorded, 1 when it is not (refused, already
+    /// decided, expired, unknown), 2 on a usage or setup error.
+    Approve(ApproveArgs),
+}
+
+#[derive(Args)]
+struct ApproveArgs {
+    /// The approval id (32 hex digits), as the approval request shows it.
+    id: String,
+    /// The approval endpoint's URL (the stack's ApprovalsUrl output).
+    #[arg(long, value_name = "URL")]
+    endpoint: String,
+    /// Reject instead of approving: the deployment rolls back.
+    #[arg(long)]
+    reject: bool,
+    /// A comment recorded with the decision.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    comment: String,
+    /// The endpoint's region [default: from a function URL, else the AWS configuration].
+    #[arg(long)]
+    region: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -130,8 +155,30 @@ fn main() -> ExitCode {
         .expect("a tokio runtime starts");
     let code = match cli.command {
         Command::Rehearse(args) => runtime.block_on(rehearse(args)),
+        Command::Approve(args) => runtime.block_on(approve(args)),
     };
     ExitCode::from(code)
+}
+
+async fn approve(args: ApproveArgs) -> u8 {
+    let request = greenlight_cli::approve::Request {
+        id: args.id,
+        endpoint: args.endpoint,
+        action: if args.reject {
+            greenlight::approval::Action::Reject
+        } else {
+            greenlight::approval::Action::Approve
+        },
+        comment: args.comment,
+        region: args.region,
+    };
+    let (code, message) = greenlight_cli::approve::run(&request).await;
+    if code == 0 {
+        println!("{message}");
+    } else {
+        eprintln!("greenlight approve: {message}");
+    }
+    code
 }
 
 async fn rehearse(args: RehearseArgs) -> u8 {

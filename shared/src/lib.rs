@@ -25,6 +25,7 @@
 //! `shared/tests/suite/layers.rs` keeps it so: no module imports, directly or through
 //! others, a module that imports it back.
 
+pub mod approval;
 pub mod aws;
 pub mod budget;
 pub mod checks;
@@ -94,4 +95,45 @@ pub async fn run(role: Role) -> Result<(), Error> {
         }
     }))
     .await
+}
+
+/// Runs the approval endpoint (`functions/approvals`): function URL requests and
+/// EventBridge events, each answered within its deadline. When the stack cannot tell the
+/// function its own URL, it reads it once from the SSM parameter
+/// `GREENLIGHT_APPROVAL_URL_PARAMETER` names.
+pub async fn run_approvals() -> Result<(), Error> {
+    logging::init();
+    let services = Arc::new(Services::from_env());
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let services = Arc::clone(&services);
+        async move {
+            Box::pin(own_url(&services)).await;
+            let deadline =
+                budget::lambda_deadline(event.context.deadline, std::time::SystemTime::now());
+            let answer: futures::future::BoxFuture<'_, serde_json::Value> =
+                Box::pin(edge::approvals::handle(&services, &event.payload, deadline));
+            Ok::<_, Error>(answer.await)
+        }
+    }))
+    .await
+}
+
+/// Reads the endpoint's URL from its SSM parameter, once, when the environment lacks it.
+async fn own_url(services: &Services) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        if std::env::var(approval::ENV_URL).is_ok_and(|v| !v.trim().is_empty()) {
+            return;
+        }
+        let Ok(name) = std::env::var(approval::ENV_URL_PARAMETER) else {
+            return;
+        };
+        let r = secrets::SecretRef::Ssm { parameter: name };
+        let limit = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        match secrets::resolve(services, &r, limit).await {
+            Ok(url) => approval::set_url(url.expose().trim()),
+            Err(e) => tracing::error!("the endpoint's URL could not be read: {e}"),
+        }
+    })
+    .await;
 }

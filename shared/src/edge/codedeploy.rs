@@ -89,18 +89,30 @@ pub(super) async fn answer(
             d.log();
             return Ok(json!({"reported": "AlreadyCompleted", "reason": d.record.reason}));
         }
-        Next::Continue(c) => match continue_later(services, &c, &budget).await {
-            Ok(()) => {
-                d.log();
-                return Ok(
-                    json!({"continued": true, "hop": c.hop, "callBackDelay": delay, "reason": d.record.reason}),
-                );
+        Next::Continue(mut c) => {
+            // An approval waiting for a person is announced now (once: what was sent goes
+            // into the state the next invocation carries), not when the hook reports.
+            if !crate::checks::approval::pending(&d.record.checks).is_empty() {
+                notifications::notify(services, &mut d, None, &budget).await;
+                if let Some(state) = &d.state
+                    && let Ok(v) = serde_json::to_value(state)
+                {
+                    c.state = v;
+                }
             }
-            Err(e) => {
-                let reason = format!("{e}; undecided: {}", d.record.reason);
-                d.record.decide(HookStatus::Failed, reason);
+            match continue_later(services, &c, &budget).await {
+                Ok(()) => {
+                    d.log();
+                    return Ok(
+                        json!({"continued": true, "hop": c.hop, "callBackDelay": delay, "reason": d.record.reason}),
+                    );
+                }
+                Err(e) => {
+                    let reason = format!("{e}; undecided: {}", d.record.reason);
+                    d.record.decide(HookStatus::Failed, reason);
+                }
             }
-        },
+        }
         Next::Report => {}
     }
     notifications::notify(services, &mut d, None, &budget).await;

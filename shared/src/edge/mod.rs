@@ -11,6 +11,7 @@
 //! dependency (the budget cuts it off) and a panic all end as `FAILED` / `Failed` with a
 //! reason.
 
+pub mod approvals;
 pub mod codedeploy;
 pub mod discovery;
 pub mod ecs;

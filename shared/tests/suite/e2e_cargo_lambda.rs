@@ -12,11 +12,11 @@ use std::time::Duration;
 use serde_json::Value;
 use support::*;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -25,8 +25,8 @@ fn free_port() -> u16 {
 }
 
 /// Stops `cargo lambda watch` and the function processes it started.
-struct Watch {
-    child: tokio::process::Child,
+pub(crate) struct Watch {
+    pub(crate) child: tokio::process::Child,
 }
 
 impl Drop for Watch {
@@ -41,7 +41,7 @@ impl Drop for Watch {
     }
 }
 
-async fn invoke(port: u16, function: &str, event: &Value) -> Value {
+pub(crate) async fn invoke(port: u16, function: &str, event: &Value) -> Value {
     let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/{function}/invocations");
     let resp = reqwest::Client::new()
         .post(url)

@@ -8,6 +8,7 @@
 mod support;
 
 mod answers;
+mod approvals;
 mod codedeploy;
 mod datadog;
 mod documented_examples;

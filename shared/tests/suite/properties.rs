@@ -424,3 +424,89 @@ proptest! {
         forged_hook_state(state);
     }
 }
+
+/// A function-URL request with arbitrary method, path, query, headers and body (plain or
+/// base64), or an arbitrary document carrying `requestContext` or `detail-type`.
+fn arb_endpoint_payload() -> impl Strategy<Value = Value> {
+    let method = prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "", "get", "OPTIONS"]);
+    let path = prop::sample::select(vec![
+        "/", "", "/slack", "/iam", "/x", "//", "/slack/", "/%2e%2e",
+    ]);
+    let request = (
+        method,
+        path,
+        ".{0,200}",
+        ".{0,300}",
+        any::<bool>(),
+        prop::collection::vec((".{0,20}", ".{0,40}"), 0..4),
+    )
+        .prop_map(|(m, p, q, body, b64, headers)| {
+            let headers: Map<String, Value> =
+                headers.into_iter().map(|(k, v)| (k, json!(v))).collect();
+            json!({
+                "version": "2.0", "rawPath": p, "rawQueryString": q, "headers": headers,
+                "requestContext": {"http": {"method": m, "path": p}, "timeEpoch": 0},
+                "body": if b64 { base64_of(&body) } else { body }, "isBase64Encoded": b64,
+            })
+        });
+    prop_oneof![
+        request,
+        arb_json().prop_map(|v| json!({"requestContext": v})),
+        arb_json().prop_map(|v| json!({"detail-type": v, "source": "aws.ecs", "detail": v})),
+        arb_json(),
+    ]
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The endpoint answers every payload: a function URL request gets an HTTP response with a
+/// status and a body, anything else an object; nothing panics, and nothing is decided
+/// (this process has no approval store configured).
+fn arbitrary_endpoint_payload(payload: Value) {
+    let services = support::services_with(None);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(greenlight::edge::approvals::handle(
+        &services,
+        &payload,
+        support::deadline_in(Duration::from_secs(5)),
+    ));
+    assert!(answer.is_object(), "{answer}");
+    if payload.get("requestContext").is_some() {
+        let status = answer["statusCode"].as_i64().unwrap_or(0);
+        assert!((400..600).contains(&status), "{payload} → {answer}");
+        assert!(answer["body"].is_string(), "{answer}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_endpoint_requests_get_an_answer(payload in arb_endpoint_payload()) {
+        arbitrary_endpoint_payload(payload);
+    }
+
+    #[test]
+    fn arbitrary_link_parameters_never_verify(params in ".{0,300}") {
+        let key = b"0123456789abcdef0123456789abcdef";
+        prop_assert!(greenlight::approval::link::verify(key, &params, 0).is_err());
+        let _ = greenlight::approval::iam::check_query(&params, std::time::SystemTime::now());
+        prop_assert!(!greenlight::edge::approvals::slack_signature_ok(key, &params, params.as_bytes(), &params, 0));
+    }
+}
+
+proptest! {
+    #![proptest_config(long())]
+
+    #[test]
+    #[ignore = "long: make fuzz-long"]
+    fn long_arbitrary_endpoint_requests_get_an_answer(payload in arb_endpoint_payload()) {
+        arbitrary_endpoint_payload(payload);
+    }
+}
