@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The cdk/ checks: install the pinned packages when needed, type-check, run the unit tests
 # (cdk-nag included), synthesise the whole app offline without building the functions (with
-# and without a VPC, a configuration file, alarm actions and metric sources), synthesise the
-# packaged release template, and run cfn-lint and checkov on every template: no cfn-lint
-# error, and every checkov finding fixed or skipped with its reason in the resource's Metadata.
+# and without a VPC, a configuration file, alarm actions, metric sources and approvals),
+# synthesise the packaged release template, and run cfn-lint and checkov on every template: no
+# cfn-lint error, and every checkov finding fixed or skipped with its reason in the resource's
+# Metadata.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -36,7 +37,8 @@ npm run --silent synth -- -o "$out/vpc" \
   -c decryptionKeyArns=arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab \
   -c prometheusWorkspaceArns=arn:aws:aps:us-east-1:123456789012:workspace/ws-0a1b2c3d-4e5f-6789-abcd-ef0123456789 \
   -c cloudWatchPromQL=true -c metricRoleArns=arn:aws:iam::210987654321:role/greenlight-query \
-  -c metricSecretArns=arn:aws:secretsmanager:us-east-1:123456789012:secret:observability/datadog-AbCdEf,arn:aws:ssm:us-east-1:123456789012:parameter/observability/prometheus-token
+  -c metricSecretArns=arn:aws:secretsmanager:us-east-1:123456789012:secret:observability/datadog-AbCdEf,arn:aws:ssm:us-east-1:123456789012:parameter/observability/prometheus-token \
+  -c approvals=true -c slackSigningSecretArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:greenlight/slack-AbCdEf
 npm run --silent synth -- -o "$out/sg" \
   -c vpcId=vpc-0123456789abcdef0 -c subnetIds=subnet-0123456789abcdef0 -c securityGroupIds=sg-0123456789abcdef0 \
   -c config=examples/lambda-canary-gates.json

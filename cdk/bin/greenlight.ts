@@ -32,6 +32,14 @@
  *                                   secrets the checks read
  *   alarmTopicArn                   SNS topic the alarms notify (alarm and OK)
  *   metricsNamespace                CloudWatch namespace of the decision metrics (Greenlight)
+ *   approvals                       true: the approval endpoint (a public function URL), its
+ *                                   store and signing key, and the rule for ECS PAUSE hooks
+ *   slackSigningSecretArn           with approvals: the Slack app's signing secret (Secrets
+ *                                   Manager ARN); without it, Slack buttons are refused
+ *   slackBotTokenSecretArn          with approvals: a Slack bot token (usergroups:read), to
+ *                                   resolve user-group approvers (Secrets Manager ARN)
+ *   approvalRetentionDays           with approvals: days decisions are kept (default: 365)
+ *   pauseHooks                      with approvals: false leaves out the ECS PAUSE hooks rule
  *   release                         true: the packaged template instead (`make release`):
  *                                   the same stack, its settings as template parameters, the
  *                                   code from zips in S3
@@ -44,7 +52,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { App, Validations } from 'aws-cdk-lib';
+import { App, Duration, Validations } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import {
@@ -92,6 +100,17 @@ const families = list('migrationTaskDefinitionFamilies');
 const taskRoleArns = list('migrationTaskRoleArns');
 if ((families === undefined) !== (taskRoleArns === undefined)) {
   throw new Error('migrations need both migrationTaskDefinitionFamilies and migrationTaskRoleArns');
+}
+
+const approvals = flag('approvals');
+const approvalKeys = ['slackSigningSecretArn', 'slackBotTokenSecretArn', 'approvalRetentionDays', 'pauseHooks'];
+if (!approvals) {
+  const given = approvalKeys.filter((k) => context(k) !== undefined);
+  if (given.length > 0) throw new Error(`${given.join(', ')}: set only with -c approvals=true`);
+}
+const approvalRetentionDays = context('approvalRetentionDays');
+if (approvalRetentionDays !== undefined && !/^[0-9]+$/.test(approvalRetentionDays)) {
+  throw new Error(`approvalRetentionDays must be a whole number of days, not "${approvalRetentionDays}"`);
 }
 
 const configPath = context('config');
@@ -146,6 +165,14 @@ if (context('release') === 'true') {
     decryptionKeyArns: list('decryptionKeyArns'),
     alarmTopicArn: context('alarmTopicArn'),
     metricsNamespace: context('metricsNamespace'),
+    approvals: approvals
+      ? {
+          slackSigningSecretArn: context('slackSigningSecretArn'),
+          slackBotTokenSecretArn: context('slackBotTokenSecretArn'),
+          retention: approvalRetentionDays === undefined ? undefined : Duration.days(Number(approvalRetentionDays)),
+          pauseHooks: context('pauseHooks') === undefined ? undefined : flag('pauseHooks'),
+        }
+      : undefined,
   });
 
   if (context('examples') === 'true') {

@@ -1,15 +1,19 @@
 /**
  * The four Greenlight functions with their log groups and roles, and the role ECS assumes to
- * invoke them.
+ * invoke them; with `approvals`, the approval endpoint, its store and signing key.
  */
 import { createHash } from 'node:crypto';
 import { ArnFormat, Aws, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
@@ -82,6 +86,36 @@ export interface GreenlightMigrationsOptions {
    * failed task's record carries (`logs:GetLogEvents`). @default - any log group in the account and region
    */
   readonly logGroupNames?: string[];
+}
+
+/**
+ * The approval endpoint (`approvals`): what the `approval` check's links, Slack's buttons and
+ * ECS PAUSE hooks reach.
+ */
+export interface GreenlightApprovalsOptions {
+  /**
+   * Secrets Manager ARN of the Slack app's signing secret (Slack buttons); without it, Slack
+   * interactions are refused. The full ARN, with the six characters Secrets Manager appends
+   * to the name. @default - none
+   */
+  readonly slackSigningSecretArn?: string;
+  /**
+   * Secrets Manager ARN of a Slack bot token (`usergroups:read`), to resolve Slack user-group
+   * approvers. The full ARN. @default - none
+   */
+  readonly slackBotTokenSecretArn?: string;
+  /** How long decisions are kept in the store: a whole number of days, at least 1. @default Duration.days(365) */
+  readonly retention?: Duration;
+  /**
+   * Drive ECS PAUSE hooks: an EventBridge rule sends `ECS Hook State Change` events to the
+   * endpoint. @default true
+   */
+  readonly pauseHooks?: boolean;
+  /**
+   * Reserved concurrency of the endpoint function, 1 to 100: a public URL's cost stays
+   * bounded. @default 5
+   */
+  readonly reservedConcurrency?: number;
 }
 
 export interface GreenlightHooksProps {
@@ -168,6 +202,26 @@ export interface GreenlightHooksProps {
    * without `vpc` (a template that decides at deployment). @default - only with `vpc`
    */
   readonly networkInterfacePermissions?: boolean;
+  /**
+   * Approvals: the `approval` check's endpoint (a Lambda function URL, `<prefix>-approvals`),
+   * its store (an S3 bucket) and signing key (a Secrets Manager secret), and the EventBridge
+   * rule that drives ECS PAUSE hooks. The four functions and the endpoint are given
+   * `GREENLIGHT_APPROVAL_BUCKET`, `GREENLIGHT_APPROVAL_KEY` and the URL. The endpoint reads the
+   * `approval` checks and `notifications` of PAUSE hooks from the after-allow-traffic
+   * function's configuration (`functions.afterAllowTraffic`, or the `after-allow-traffic`
+   * entry of `configFile` with `all`): the same `GREENLIGHT_CONFIG` or
+   * `GREENLIGHT_CONFIG_PARAMETER`. It runs in the same network as the hooks (`vpc`). Off
+   * unless set.
+   * @default - no approvals
+   */
+  readonly approvals?: GreenlightApprovalsOptions;
+}
+
+/** The approval endpoint's binary, and the last part of its function name. */
+export const APPROVALS_BINARY = 'approvals';
+/** The name of the SSM parameter holding the approval URL: `/<prefix>/approvals/url`. */
+export function approvalUrlParameterName(prefix: string): string {
+  return `/${prefix}/approvals/url`;
 }
 
 /** How often Lambda retries a failed asynchronous invocation before it goes to the queue. */
@@ -240,10 +294,27 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
   public readonly failedInvocations: sqs.Queue;
   /** Alarms, dashboard and saved Logs Insights queries. */
   public readonly monitoring: GreenlightMonitoring;
+  /** How each function was told of its configuration, by hook: shared with the approval endpoint. */
+  private readonly configSources: { [K in HookName]?: ConfigSource } = {};
   /** The permissions the checks use, attached to each function's role. */
   public readonly checksPolicy: iam.ManagedPolicy;
   /** The role ECS assumes to invoke the four functions (`RoleArn` of a lifecycle hook). */
   public readonly invokeRole: iam.Role;
+  /** The approval endpoint, `<prefix>-approvals` (with `approvals`). */
+  public readonly approvalsFunction?: lambda.Function;
+  /** Its function URL, public by design: the function verifies every request (with `approvals`). */
+  public readonly approvalsUrl?: lambda.FunctionUrl;
+  /** Where approval decisions are kept, under `approvals/` (with `approvals`). */
+  public readonly approvalStore?: s3.Bucket;
+  /** The key approval links are signed with (with `approvals`). */
+  public readonly approvalKey?: secretsmanager.Secret;
+  /**
+   * The SSM parameter `/<prefix>/approvals/url` holding the URL, which the endpoint reads
+   * (its own URL cannot be in its environment without a circular dependency) (with `approvals`).
+   */
+  public readonly approvalUrlParameter?: ssm.StringParameter;
+  /** The rule sending `ECS Hook State Change` events to the endpoint (with `approvals`, unless `pauseHooks` is false). */
+  public readonly pauseHooksRule?: events.Rule;
 
   constructor(scope: Construct, id: string, props: GreenlightHooksProps = {}) {
     super(scope, id);
@@ -253,6 +324,7 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
     const code = props.code ?? GreenlightCode.fromWorkspace();
     const fileConfigs = props.configFile ? resolveConfigFile(props.configFile) : {};
     this.configParameters = {};
+    const approvals = props.approvals ? checkApprovals(props.approvals) : undefined;
 
     this.failedInvocations = new sqs.Queue(this, 'FailedInvocations', {
       queueName: `${prefix}-failed-invocations`,
@@ -281,6 +353,22 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
     this.functions = fns;
     this.aliases = created.map((c) => c.alias);
     [this.beforeInstall, this.afterInstall, this.beforeAllowTraffic, this.afterAllowTraffic] = this.aliases;
+
+    if (approvals) {
+      const a = this.createApprovals(approvals, code, props);
+      this.approvalStore = a.store;
+      this.approvalKey = a.key;
+      this.approvalsFunction = a.fn;
+      this.approvalsUrl = a.url;
+      this.approvalUrlParameter = a.urlParameter;
+      this.pauseHooksRule = a.rule;
+      // The hooks name the URL in the links they send; the endpoint names none of the hooks.
+      for (const fn of fns) {
+        fn.addEnvironment('GREENLIGHT_APPROVAL_BUCKET', a.store.bucketName);
+        fn.addEnvironment('GREENLIGHT_APPROVAL_KEY', a.key.secretArn);
+        fn.addEnvironment('GREENLIGHT_APPROVAL_URL', a.url.url);
+      }
+    }
 
     // ECS invokes the hooks with a role the service names in each lifecycle hook. It may
     // invoke these four functions and nothing else, and ECS may assume it only on behalf of
@@ -366,6 +454,8 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
     const environment: Record<string, string> = {
       GREENLIGHT_METRICS_NAMESPACE: props.metricsNamespace ?? DEFAULT_METRICS_NAMESPACE,
     };
+    // What the function was told of its configuration, for the approval endpoint to share.
+    let readParameterArn: string | undefined;
     const sources = [settings.config, settings.configParameterName, fileConfig].filter((x) => x !== undefined);
     if (sources.length > 1) {
       throw new Error(
@@ -392,26 +482,33 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
       // The parameter's content is not part of the function, so its digest is: a changed
       // configuration changes the function, which publishes a new version behind `live`.
       environment.GREENLIGHT_CONFIG_SHA256 = createHash('sha256').update(value).digest('hex');
+      readParameterArn = parameterArn(stack, parameterName);
       role.addToPrincipalPolicy(
         new iam.PolicyStatement({
           sid: 'ReadOwnConfiguration',
           actions: ['ssm:GetParameter'],
-          resources: [parameterArn(stack, parameterName)],
+          resources: [readParameterArn],
         }),
       );
     }
     if (settings.configParameterName !== undefined) {
       environment.GREENLIGHT_CONFIG_PARAMETER = settings.configParameterName;
       if (!isUnderPrefix(settings.configParameterName, prefix)) {
+        readParameterArn = parameterArn(stack, settings.configParameterName);
         role.addToPrincipalPolicy(
           new iam.PolicyStatement({
             sid: 'ReadConfigParameter',
             actions: ['ssm:GetParameter'],
-            resources: [parameterArn(stack, settings.configParameterName)],
+            resources: [readParameterArn],
           }),
         );
       }
     }
+    this.configSources[spec.key] = {
+      environment: { ...environment },
+      readParameterArn,
+      parameter: this.configParameters[spec.binary],
+    };
 
     const fn = code._createFunction(this, spec.constructId, spec.binary, {
       functionName: name,
@@ -487,6 +584,305 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
     fn.currentVersion.configureAsyncInvoke(asyncOptions);
     alias.configureAsyncInvoke(asyncOptions);
     return { fn, alias, logGroup };
+  }
+
+  /**
+   * The approval endpoint (`approvals`): the store, the signing key, the function and its
+   * public URL, the parameter holding the URL, and the rule bringing it ECS PAUSE hooks. The
+   * four functions' access to the store and the key goes into the checks policy.
+   */
+  private createApprovals(
+    a: ApprovalsSettings,
+    code: GreenlightCode,
+    props: GreenlightHooksProps,
+  ): {
+    store: s3.Bucket;
+    key: secretsmanager.Secret;
+    fn: lambda.Function;
+    url: lambda.FunctionUrl;
+    urlParameter: ssm.StringParameter;
+    rule?: events.Rule;
+  } {
+    const prefix = this.prefix;
+    const stack = Stack.of(this);
+    const name = `${prefix}-${APPROVALS_BINARY}`;
+
+    // The store: one object per decision under approvals/. The decisions are an audit trail:
+    // versioned, and kept when the stack goes. CloudFormation names the bucket: bucket names
+    // are global, and one derived from the prefix could be taken in another account.
+    const store = new s3.Bucket(this, 'ApprovalStore', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      enforceSSL: true,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      versioned: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+      lifecycleRules: [
+        {
+          id: 'ExpireDecisions',
+          expiration: a.retention,
+          noncurrentVersionExpiration: a.retention,
+          abortIncompleteMultipartUploadAfter: Duration.days(1),
+        },
+      ],
+    });
+    const noAccessLogs =
+      "The decisions are written by Greenlight's functions only (their roles are the only principals granted access, to approvals/), each kept as an object version for the retention; CloudTrail data events can record reads. A log bucket would itself need one.";
+    acknowledge(store, 'AwsSolutions-S1', noAccessLogs);
+    skipCheckov(store, 'CKV_AWS_18', noAccessLogs);
+    skipCheckov(
+      store,
+      'CKV_AWS_144',
+      'Decisions matter while a deployment waits for them and as a record afterwards; a copy in another region would add cost and no availability a deployment needs.',
+    );
+    skipCheckov(
+      store,
+      'CKV_AWS_145',
+      'Encrypted at rest with S3-managed keys; a decision holds no secret (approvers, a verdict, a time), so a customer key adds cost and no protection.',
+    );
+
+    // The key approval links are signed with (HMAC). Rotating it would invalidate every link in
+    // flight; replace it by hand (a new value) to revoke them all.
+    const key = new secretsmanager.Secret(this, 'ApprovalKey', {
+      secretName: `${prefix}/approval-signing-key`,
+      description: `Greenlight's approval links are signed with this key (${prefix}); a new value invalidates the links in flight`,
+      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+    });
+    const noRotation =
+      'Approval links are signed with this key and stay valid until their deployment is decided; rotating it would invalidate the links in flight. A new value is set by hand to revoke them all.';
+    acknowledge(key, 'AwsSolutions-SMG4', noRotation);
+    skipCheckov(
+      key,
+      'CKV_AWS_149',
+      "Encrypted with Secrets Manager's AWS managed key; read only by Greenlight's functions, whose roles name it. A customer key adds cost and no protection.",
+    );
+
+    // The hooks sign the links, and record and read decisions.
+    const storeObjects = `${store.bucketArn}/approvals/*`;
+    const storeReason = 'Only the approvals/ prefix of the approval store: one object per decision, named after the deployment and the check.';
+    const hookStore = new iam.PolicyStatement({
+      sid: 'ReadWriteApprovals',
+      actions: ['s3:GetObject', 's3:PutObject'],
+      resources: [storeObjects],
+    });
+    this.checksPolicy.addStatements(
+      hookStore,
+      new iam.PolicyStatement({
+        sid: 'ReadApprovalKey',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [key.secretArn],
+      }),
+    );
+    acknowledgeWildcards(this.checksPolicy, hookStore, storeReason);
+
+    // The endpoint's own role: the store and the key, continuing paused ECS deployments, and
+    // the notifications of pause hooks, as the hooks send them.
+    const logGroup = new logs.LogGroup(this, 'ApprovalsLogs', {
+      logGroupName: `/aws/lambda/${name}`,
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const role = new iam.Role(this, 'ApprovalsRole', {
+      description: `Greenlight's approvals endpoint (${prefix})`,
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    });
+    logGroup.grantWrite(role);
+    const allow = (statement: iam.PolicyStatement, wildcardReason?: string) => {
+      role.addToPrincipalPolicy(statement);
+      if (wildcardReason) acknowledgeWildcards(role, statement, wildcardReason);
+    };
+    const ecsArn = (resource: string) => stack.formatArn({ service: 'ecs', resource, resourceName: '*' });
+    const urlParameterName = approvalUrlParameterName(prefix);
+    allow(
+      new iam.PolicyStatement({
+        sid: 'ReadWriteApprovals',
+        actions: ['s3:GetObject', 's3:PutObject'],
+        resources: [storeObjects],
+      }),
+      storeReason,
+    );
+    allow(
+      new iam.PolicyStatement({
+        sid: 'ReadApprovalKey',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [key.secretArn],
+      }),
+    );
+    const slackSecrets = [a.slackSigningSecretArn, a.slackBotTokenSecretArn].filter((x): x is string => x !== undefined);
+    if (slackSecrets.length > 0) {
+      allow(
+        new iam.PolicyStatement({
+          sid: 'ReadSlackSecrets',
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: slackSecrets,
+        }),
+      );
+    }
+    allow(
+      new iam.PolicyStatement({
+        sid: 'ReadApprovalUrl',
+        actions: ['ssm:GetParameter'],
+        resources: [parameterArn(stack, urlParameterName)],
+      }),
+    );
+    allow(
+      new iam.PolicyStatement({
+        sid: 'ReadEcsDeployments',
+        actions: ['ecs:DescribeServiceDeployments', 'ecs:DescribeServiceRevisions'],
+        resources: [ecsArn('service-deployment'), ecsArn('service-revision')],
+      }),
+      'Read-only. The deployments and revisions are those of whichever service pauses for an approval, in this account and region; they are not known when the endpoint is deployed.',
+    );
+    allow(
+      new iam.PolicyStatement({
+        sid: 'ContinueEcsDeployments',
+        actions: ['ecs:ContinueServiceDeployment'],
+        resources: [ecsArn('service-deployment')],
+      }),
+      'Continuing (or rolling back) a deployment paused at a PAUSE hook, once its approval is decided: the deployments of this account and region, not known when the endpoint is deployed. The endpoint acts only on a verified decision.',
+    );
+    allow(
+      new iam.PolicyStatement({
+        sid: 'ReadTaskDefinitions',
+        actions: ['ecs:DescribeTaskDefinition'],
+        resources: ['*'],
+      }),
+      'Read-only. ecs:DescribeTaskDefinition supports no resource-level permissions.',
+    );
+    allow(
+      new iam.PolicyStatement({
+        sid: 'ReadNotificationSecrets',
+        actions: ['ssm:GetParameter', 'secretsmanager:GetSecretValue'],
+        resources: prefixedParameterAndSecretArns(stack, prefix),
+      }),
+      `Read-only, parameters and secrets whose names start with ${prefix}/: the configuration and the notification channels' secrets, as the hooks read them.`,
+    );
+    allow(
+      new iam.PolicyStatement({
+        sid: 'PublishNotifications',
+        actions: ['sns:Publish'],
+        resources: notificationTopicArns(stack, prefix, props),
+      }),
+      `Topics whose names start with ${prefix}- in this account and region, which the platform team creates for notifications, as for the hooks.`,
+    );
+    // The configuration of the after-allow-traffic function: the same variables, the same parameter.
+    const config = this.configSources.afterAllowTraffic ?? {
+      environment: { GREENLIGHT_METRICS_NAMESPACE: props.metricsNamespace ?? DEFAULT_METRICS_NAMESPACE },
+    };
+    if (config.readParameterArn) {
+      allow(
+        new iam.PolicyStatement({
+          sid: 'ReadConfiguration',
+          actions: ['ssm:GetParameter'],
+          resources: [config.readParameterArn],
+        }),
+      );
+    }
+    for (const k of props.decryptionKeys ?? []) {
+      k.grantDecrypt(role);
+    }
+    if (props.vpc || props.networkInterfacePermissions) {
+      for (const [statement, reason] of networkInterfaceStatements(stack)) allow(statement, reason);
+    }
+
+    const environment: Record<string, string> = {
+      ...config.environment,
+      GREENLIGHT_APPROVAL_BUCKET: store.bucketName,
+      GREENLIGHT_APPROVAL_KEY: key.secretArn,
+      // Its own URL would make the function depend on itself (the URL names the function): the
+      // endpoint reads it from this parameter, which CloudFormation writes once the URL exists.
+      GREENLIGHT_APPROVAL_URL_PARAMETER: urlParameterName,
+    };
+    if (a.slackSigningSecretArn) environment.GREENLIGHT_SLACK_SIGNING_SECRET = a.slackSigningSecretArn;
+    if (a.slackBotTokenSecretArn) environment.GREENLIGHT_SLACK_BOT_TOKEN = a.slackBotTokenSecretArn;
+
+    const fn = code._createFunction(this, 'Approvals', APPROVALS_BINARY, {
+      functionName: name,
+      description: 'Greenlight approvals endpoint (function URL, ECS PAUSE hooks)',
+      role,
+      memorySize: 256,
+      // A request is answered in a few AWS calls; Slack wants its answer within 3 seconds.
+      timeout: Duration.seconds(30),
+      // The URL is public: a flood of requests costs at most this many concurrent invocations.
+      reservedConcurrentExecutions: a.reservedConcurrency,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      logGroup,
+      environment,
+      // The hooks' network: the same notification endpoints and AWS APIs.
+      vpc: props.vpc,
+      vpcSubnets: props.vpc ? props.vpcSubnets : undefined,
+      securityGroups: props.vpc ? props.securityGroups : undefined,
+    });
+    if (config.parameter) fn.node.addDependency(config.parameter);
+    skipCheckov(
+      logGroup,
+      'CKV_AWS_158',
+      'Encrypted by CloudWatch Logs with its own keys; the records hold no secret (links, signatures and secrets are never logged), so a customer key adds cost and no protection.',
+    );
+    skipCheckov(
+      fn,
+      'CKV_AWS_116',
+      "Asynchronous invocations (EventBridge's) that fail go to the on-failure destination of the function's EventInvokeConfig (the failed-invocations queue), which supersedes a DLQ; the check does not read it.",
+    );
+    skipCheckov(
+      fn,
+      'CKV_AWS_173',
+      'The environment holds no secret (a bucket name, ARNs, a parameter name); Lambda encrypts it at rest. The signing key and Slack secrets are read from Secrets Manager at run time.',
+    );
+    if (!props.vpc && !props.networkInterfacePermissions) {
+      skipCheckov(
+        fn,
+        'CKV_AWS_117',
+        'No VPC was given: the endpoint reaches Slack and the AWS APIs, as the hooks do. Give vpcId and subnetIds to run it in the hooks\' VPC.',
+      );
+    }
+
+    // Public by design (authType NONE): the function verifies every request itself, an
+    // HMAC-signed link (signed with the key above), Slack's request signature (with the
+    // signing secret), or a caller identity presigned with STS (sts:GetCallerIdentity). An
+    // unverified request changes nothing; the reserved concurrency bounds what a flood costs.
+    const url = fn.addFunctionUrl({
+      authType: lambda.FunctionUrlAuthType.NONE,
+      invokeMode: lambda.InvokeMode.BUFFERED,
+    });
+    const publicReason =
+      "Public by design: approvers follow links from chat and email, and Slack posts its buttons' interactions. The function verifies every request itself (an HMAC-signed link, Slack's request signature, or an STS-presigned caller identity) and refuses any other; its reserved concurrency bounds what a flood costs.";
+    skipCheckov(url, 'CKV_AWS_258', publicReason);
+    for (const child of fn.node.children) {
+      // The two permissions the URL adds (lambda:InvokeFunctionUrl, and lambda:InvokeFunction through the URL).
+      if (child instanceof lambda.CfnPermission && child.principal === '*') skipCheckov(child, 'CKV_AWS_301', publicReason);
+    }
+
+    const urlParameter = new ssm.StringParameter(this, 'ApprovalUrl', {
+      parameterName: urlParameterName,
+      description: `Greenlight's approval URL (${prefix}); the approvals endpoint reads it`,
+      stringValue: url.url,
+    });
+
+    // Nothing lost: EventBridge's invocations are asynchronous; a failure after Lambda's
+    // retries, or an event too old, goes to the queue, which is alarmed on.
+    fn.configureAsyncInvoke({
+      retryAttempts: ASYNC_RETRY_ATTEMPTS,
+      maxEventAge: Duration.hours(1),
+      onFailure: new destinations.SqsDestination(this.failedInvocations),
+    });
+
+    let rule: events.Rule | undefined;
+    if (a.pauseHooks) {
+      rule = new events.Rule(this, 'PauseHooks', {
+        ruleName: `${prefix}-ecs-pause-hooks`,
+        description: `ECS PAUSE hooks to Greenlight's approvals endpoint (${prefix})`,
+        eventPattern: { source: ['aws.ecs'], detailType: ['ECS Hook State Change'] },
+        targets: [
+          new targets.LambdaFunction(fn, {
+            maxEventAge: Duration.hours(1),
+            retryAttempts: 3,
+            deadLetterQueue: this.failedInvocations,
+          }),
+        ],
+      });
+    }
+    return { store, key, fn, url, urlParameter, rule };
   }
 
   private addCheckPermissions(props: GreenlightHooksProps): void {
@@ -599,15 +995,7 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
       new iam.PolicyStatement({
         sid: 'ReadConfigurationAndSecrets',
         actions: ['ssm:GetParameter', 'secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
-        resources: [
-          stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: `${prefix}/*` }),
-          stack.formatArn({
-            service: 'secretsmanager',
-            resource: 'secret',
-            resourceName: `${prefix}/*`,
-            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-          }),
-        ],
+        resources: prefixedParameterAndSecretArns(stack, prefix),
       }),
       `Read-only, parameters and secrets whose names start with ${prefix}/: the configuration and credentials the checks are given.`,
     );
@@ -617,10 +1005,7 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
       new iam.PolicyStatement({
         sid: 'PublishNotifications',
         actions: ['sns:Publish'],
-        resources: [
-          stack.formatArn({ service: 'sns', resource: `${prefix}-*`, arnFormat: ArnFormat.NO_RESOURCE_NAME }),
-          ...(props.notificationTopics ?? []).map((t) => t.topicArn),
-        ],
+        resources: notificationTopicArns(stack, prefix, props),
       }),
       `Topics whose names start with ${prefix}- in this account and region, which the platform team creates for notifications.`,
     );
@@ -788,29 +1173,118 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
 
     // Lambda creates the functions' network interfaces in the VPC with their roles.
     if (props.vpc || props.networkInterfacePermissions) {
-      allow(
-        new iam.PolicyStatement({
-          sid: 'DescribeNetworkInterfaces',
-          actions: ['ec2:DescribeNetworkInterfaces', 'ec2:DescribeSubnets'],
-          resources: ['*'],
-        }),
-        'Read-only. These EC2 Describe actions support no resource-level permissions.',
-      );
-      allow(
-        new iam.PolicyStatement({
-          sid: 'ManageNetworkInterfaces',
-          actions: [
-            'ec2:CreateNetworkInterface',
-            'ec2:DeleteNetworkInterface',
-            'ec2:AssignPrivateIpAddresses',
-            'ec2:UnassignPrivateIpAddresses',
-          ],
-          resources: [stack.formatArn({ service: 'ec2', resource: '*', resourceName: '*' })],
-        }),
-        "Lambda manages the functions' network interfaces, whose ids are not known in advance; the pattern is limited to this account and region, as AWS documents for VPC functions.",
+      for (const [statement, reason] of networkInterfaceStatements(stack)) allow(statement, reason);
+    }
+  }
+}
+
+/** What Lambda needs of a VPC function's role to manage its network interfaces, each with the reason for its wildcard. */
+function networkInterfaceStatements(stack: Stack): Array<[iam.PolicyStatement, string]> {
+  return [
+    [
+      new iam.PolicyStatement({
+        sid: 'DescribeNetworkInterfaces',
+        actions: ['ec2:DescribeNetworkInterfaces', 'ec2:DescribeSubnets'],
+        resources: ['*'],
+      }),
+      'Read-only. These EC2 Describe actions support no resource-level permissions.',
+    ],
+    [
+      new iam.PolicyStatement({
+        sid: 'ManageNetworkInterfaces',
+        actions: [
+          'ec2:CreateNetworkInterface',
+          'ec2:DeleteNetworkInterface',
+          'ec2:AssignPrivateIpAddresses',
+          'ec2:UnassignPrivateIpAddresses',
+        ],
+        resources: [stack.formatArn({ service: 'ec2', resource: '*', resourceName: '*' })],
+      }),
+      "Lambda manages the functions' network interfaces, whose ids are not known in advance; the pattern is limited to this account and region, as AWS documents for VPC functions.",
+    ],
+  ];
+}
+
+/** Parameters and secrets named `<prefix>/…`: the configuration and the notification channels' secrets. */
+function prefixedParameterAndSecretArns(stack: Stack, prefix: string): string[] {
+  return [
+    stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: `${prefix}/*` }),
+    stack.formatArn({
+      service: 'secretsmanager',
+      resource: 'secret',
+      resourceName: `${prefix}/*`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    }),
+  ];
+}
+
+/** The topics notifications may go to: those named `<prefix>-…`, and those given. */
+function notificationTopicArns(stack: Stack, prefix: string, props: GreenlightHooksProps): string[] {
+  return [
+    stack.formatArn({ service: 'sns', resource: `${prefix}-*`, arnFormat: ArnFormat.NO_RESOURCE_NAME }),
+    ...(props.notificationTopics ?? []).map((t) => t.topicArn),
+  ];
+}
+
+/** A function's configuration: its environment, and the parameter it reads beyond `<prefix>/`. */
+interface ConfigSource {
+  /** `GREENLIGHT_METRICS_NAMESPACE`, and `GREENLIGHT_CONFIG` or `GREENLIGHT_CONFIG_PARAMETER` (with its digest). */
+  readonly environment: Record<string, string>;
+  /** The parameter's ARN, when the prefix's read access does not cover it. */
+  readonly readParameterArn?: string;
+  /** The parameter created from `configFile`, which the function is created after. */
+  readonly parameter?: ssm.StringParameter;
+}
+
+const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9_+=.@!?\/-]+$/;
+const SECRET_ARN_FORM = 'a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)';
+
+/** The approvals options, checked, with their defaults. */
+interface ApprovalsSettings {
+  readonly slackSigningSecretArn?: string;
+  readonly slackBotTokenSecretArn?: string;
+  readonly retention: Duration;
+  readonly pauseHooks: boolean;
+  readonly reservedConcurrency: number;
+}
+
+/** Checks the approvals options: a mistake fails synthesis naming the setting. Tokens are left to the template. */
+function checkApprovals(options: GreenlightApprovalsOptions): ApprovalsSettings {
+  const [slackSigningSecretArn] = checkArns(
+    'approvals.slackSigningSecretArn',
+    options.slackSigningSecretArn === undefined ? undefined : [options.slackSigningSecretArn],
+    SECRET_ARN,
+    SECRET_ARN_FORM,
+  );
+  const [slackBotTokenSecretArn] = checkArns(
+    'approvals.slackBotTokenSecretArn',
+    options.slackBotTokenSecretArn === undefined ? undefined : [options.slackBotTokenSecretArn],
+    SECRET_ARN,
+    SECRET_ARN_FORM,
+  );
+  const reservedConcurrency = options.reservedConcurrency ?? 5;
+  if (
+    !Token.isUnresolved(reservedConcurrency) &&
+    !(Number.isInteger(reservedConcurrency) && reservedConcurrency >= 1 && reservedConcurrency <= 100)
+  ) {
+    throw new Error(`approvals.reservedConcurrency: ${reservedConcurrency} is not an integer from 1 to 100`);
+  }
+  const retention = options.retention ?? Duration.days(365);
+  if (!retention.isUnresolved()) {
+    const days = retention.toHours({ integral: false }) / 24;
+    if (days < 1 || !Number.isInteger(days)) {
+      throw new Error(
+        `approvals.retention: ${retention.toHumanString()} is not a whole number of days, at least 1 (S3 expires objects by the day)`,
       );
     }
   }
+  return {
+    slackSigningSecretArn,
+    slackBotTokenSecretArn,
+    retention,
+    pauseHooks: options.pauseHooks !== false,
+    reservedConcurrency,
+  };
 }
 
 const AMP_WORKSPACE_ARN = /^arn:aws[a-z-]*:aps:[a-z0-9-]+:[0-9]{12}:workspace\/ws-[A-Za-z0-9-]+$/;

@@ -2,7 +2,7 @@
  * The stack a platform team deploys once per account and region: the four hooks (each with a
  * `live` alias), the role ECS invokes them with, the failed-invocations queue, alarms, a
  * dashboard and saved queries, with the aliases' ARNs as outputs (for ecspresso's
- * `cfn_output`).
+ * `cfn_output`); with `approvals`, the approval endpoint and its URL as an output.
  */
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -115,5 +115,11 @@ export class GreenlightHooksStack extends Stack {
       description: "The CloudWatch dashboard of the gates' decisions",
       value: this.hooks.monitoring.dashboard.dashboardName,
     });
+    if (this.hooks.approvalsUrl) {
+      new CfnOutput(this, 'ApprovalsUrl', {
+        description: "The approvals endpoint's URL; Slack's Interactivity Request URL is this followed by `slack`",
+        value: this.hooks.approvalsUrl.url,
+      });
+    }
   }
 }
