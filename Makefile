@@ -37,15 +37,15 @@ $(VENV)/.installed: Makefile
 		'cfn-lint==$(CFN_LINT_VERSION)' 'checkov==$(CHECKOV_VERSION)'
 	touch $@
 
-## The packaged release in dist/: the four arm64 zips (`cargo lambda build --release --arm64
+## The packaged release in dist/: the five arm64 zips (the four hooks and the approval endpoint) (`cargo lambda build --release --arm64
 ## --output-format zip`) and greenlight.template.json, the hooks stack with template
 ## parameters, installing from those zips in an S3 bucket (README: Install without Rust or
 ## Node). The template is synthesised from the same CDK construct (cdk/lib/release-stack.ts).
 release: $(VENV)/.installed
 	cargo lambda build --release --arm64 --output-format zip \
-		--bin before-install --bin after-install --bin before-allow-traffic --bin after-allow-traffic
+		--bin before-install --bin after-install --bin before-allow-traffic --bin after-allow-traffic --bin approvals
 	rm -rf dist && mkdir -p dist
-	for f in before-install after-install before-allow-traffic after-allow-traffic; do \
+	for f in before-install after-install before-allow-traffic after-allow-traffic approvals; do \
 		cp "$${CARGO_TARGET_DIR:-target}/lambda/$$f/bootstrap.zip" "dist/$$f.zip"; \
 	done
 	cd cdk && ([ -f node_modules/.package-lock.json ] || npm ci --no-audit --no-fund) && npm run --silent release-template -- ../dist
@@ -115,7 +115,8 @@ schema:
 fuzz-long:
 	cargo test -p greenlight --test suite properties:: -- --ignored
 
-## Serve the four functions locally on port 9000 (see events/README.md).
+## Serve the five functions locally on port 9000, the approval endpoint's function URL at
+## /lambda-url/approvals/ (see events/README.md).
 watch: tools
 	cargo lambda watch
 

@@ -367,6 +367,12 @@ export class GreenlightHooks extends Construct implements GreenlightHookFunction
         fn.addEnvironment('GREENLIGHT_APPROVAL_BUCKET', a.store.bucketName);
         fn.addEnvironment('GREENLIGHT_APPROVAL_KEY', a.key.secretArn);
         fn.addEnvironment('GREENLIGHT_APPROVAL_URL', a.url.url);
+        // The Slack secrets are the endpoint's alone: a hook's configuration may not name
+        // them (a notification header, say), so the hooks are told which they are.
+        const reserved = [props.approvals?.slackSigningSecretArn, props.approvals?.slackBotTokenSecretArn].filter(
+          (x): x is string => !!x,
+        );
+        if (reserved.length > 0) fn.addEnvironment('GREENLIGHT_RESERVED_SECRETS', reserved.join(','));
       }
     }
 

@@ -472,6 +472,8 @@ describe('approvals options', () => {
     });
     for (const fn of hookFunctions(template)) {
       expect(Object.keys(variablesOf(template, fn)).filter((k) => k.includes('SLACK'))).toEqual([]);
+      // The hooks know the Slack secrets only to refuse them in their configuration.
+      expect(variablesOf(template, fn).GREENLIGHT_RESERVED_SECRETS).toBe(`${SIGNING},${BOT}`);
     }
     const bot = allStatements(template).filter((s) => s.Resource.includes(BOT));
     expect(bot.map((s) => s.where)).toEqual([id.rolePolicy]);

@@ -257,9 +257,18 @@ pub const RESERVED: [&str; 3] = [
     "GREENLIGHT_SLACK_BOT_TOKEN",
 ];
 
+/// More reserved secrets, comma-separated ARNs: the stack tells the hook functions which
+/// secrets are the approval endpoint's own (its Slack signing secret and bot token).
+pub const ENV_RESERVED: &str = "GREENLIGHT_RESERVED_SECRETS";
+
 /// Whether `r` names one of the [`RESERVED`] secrets (by ARN, or by name against an ARN
 /// with Secrets Manager's random suffix).
 pub fn reserved(r: &SecretRef) -> Option<&'static str> {
+    reserved_in(r, |k| std::env::var(k).ok())
+}
+
+/// [`reserved`], with the environment read through `env`.
+pub fn reserved_in(r: &SecretRef, env: impl Fn(&str) -> Option<String>) -> Option<&'static str> {
     let SecretRef::SecretsManager { secret_arn, .. } = r else {
         return None;
     };
@@ -274,12 +283,23 @@ pub fn reserved(r: &SecretRef) -> Option<&'static str> {
                         .is_some_and(|rest| rest.starts_with('-') && rest.len() == 7)
             })
     };
-    RESERVED.into_iter().find(|var| {
-        std::env::var(var)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .is_some_and(|v| same(&v, secret_arn) || same(secret_arn, &v))
-    })
+    let named = |v: &str| same(v, secret_arn) || same(secret_arn, v);
+    RESERVED
+        .into_iter()
+        .find(|var| {
+            env(var)
+                .filter(|v| !v.trim().is_empty())
+                .is_some_and(|v| named(v.trim()))
+        })
+        .or_else(|| {
+            env(ENV_RESERVED)
+                .is_some_and(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .any(|v| !v.is_empty() && named(v))
+                })
+                .then_some(ENV_RESERVED)
+        })
 }
 
 /// The value of `r`, from the process's cache or read now (within `limit`). A secret
@@ -389,4 +409,48 @@ pub(crate) async fn resolve_reserved(
     let secret = Secret(value);
     cache.put(r, secret.clone());
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sm(arn: &str) -> SecretRef {
+        SecretRef::SecretsManager {
+            secret_arn: arn.into(),
+            json_key: None,
+        }
+    }
+
+    #[test]
+    fn the_approval_secrets_are_refused_by_arn_or_name() {
+        let key = "arn:aws:secretsmanager:us-west-2:123456789012:secret:greenlight/approval-signing-key-AbCdEf";
+        let slack = "arn:aws:secretsmanager:us-west-2:123456789012:secret:greenlight/slack-XyZ123";
+        let env = |k: &str| match k {
+            "GREENLIGHT_APPROVAL_KEY" => Some(key.to_string()),
+            ENV_RESERVED => Some(format!(" {slack} ,")),
+            _ => None,
+        };
+        assert_eq!(reserved_in(&sm(key), env), Some("GREENLIGHT_APPROVAL_KEY"));
+        assert_eq!(
+            reserved_in(&sm("greenlight/approval-signing-key"), env),
+            Some("GREENLIGHT_APPROVAL_KEY")
+        );
+        assert_eq!(reserved_in(&sm(slack), env), Some(ENV_RESERVED));
+        assert_eq!(
+            reserved_in(&sm("greenlight/slack"), env),
+            Some(ENV_RESERVED)
+        );
+        assert_eq!(reserved_in(&sm("greenlight/notify-AbCdEf"), env), None);
+        assert_eq!(reserved_in(&sm(key), |_| None), None);
+        assert_eq!(
+            reserved_in(
+                &SecretRef::Ssm {
+                    parameter: "/x".into()
+                },
+                env
+            ),
+            None
+        );
+    }
 }

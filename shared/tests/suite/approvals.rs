@@ -680,3 +680,49 @@ print(json.dumps(True))
     }
     let _ = sts.kill();
 }
+
+/// The endpoint's samples in `events/approvals/` read as the types AWS's events have, and
+/// the endpoint answers each one, unconfigured, without deciding anything.
+#[tokio::test]
+async fn the_endpoint_samples_read_as_aws_events() {
+    use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+    use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+    let dir = events_dir().join("approvals");
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    let pause: EventBridgeEvent<Value> =
+        serde_json::from_value(read("ecs-hook-awaiting-action.json")).unwrap();
+    assert_eq!(pause.detail_type, "ECS Hook State Change");
+    assert_eq!(pause.detail["eventName"], "HOOK_AWAITING_ACTION");
+    let link: LambdaFunctionUrlRequest =
+        serde_json::from_value(read("function-url-link.json")).unwrap();
+    assert_eq!(link.request_context.http.method.as_deref(), Some("GET"));
+    let slack: LambdaFunctionUrlRequest =
+        serde_json::from_value(read("function-url-slack.json")).unwrap();
+    assert!(slack.is_base64_encoded);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "ecs-hook-awaiting-action.json",
+            "function-url-link.json",
+            "function-url-slack.json"
+        ]
+    );
+    let services = services_with(None);
+    for name in ["function-url-link.json", "function-url-slack.json"] {
+        let answer = greenlight::edge::approvals::handle(
+            &services,
+            &read(name),
+            deadline_in(std::time::Duration::from_secs(5)),
+        )
+        .await;
+        // No approval store is configured in this process: nothing can be decided.
+        assert_eq!(answer["statusCode"], 503, "{name}: {answer}");
+    }
+}
