@@ -12,12 +12,17 @@ It starts, on free loopback ports:
   * CloudWatch's CBOR protocol in front of moto (standins/cloudwatch_cbor.py);
   * with Debian's `prometheus` installed: an app exposing all three releases' request and
     latency metrics (standins/metrics_app.py) and a Prometheus server scraping it;
-  * `cargo lambda watch`, serving the four Greenlight functions, pointed at moto.
+  * `cargo lambda watch`, serving the four Greenlight functions and the approval endpoint
+    (its function URL), pointed at moto, where the approvals' store (an S3 bucket) and
+    signing key (a Secrets Manager secret) live.
 
 Then `greenlight rehearse` plays two CANARY deployments of `checkout`:
   1. release 1.5: migrations applied, health, target health, metrics and the alarm all
-     pass (and, with Prometheus, its median latency is judged no worse than 1.4's),
-     traffic moves 10 % then 100 %: the deployment completes;
+     pass; before production traffic an `approval` check waits for a person: the webhook
+     receives the request with its signed link, which the demo opens and approves (or,
+     with `--approve-by-hand`, prints for you to click); then (with Prometheus, its median
+     latency judged no worse than 1.4's) traffic moves 10 % then 100 %: the deployment
+     completes;
   2. release 1.6: its one new migration is applied (expand-only), then the test-traffic
      gate finds the health endpoint answering 503 (the `http` probe and the synthetic
      `traffic` run both), and ECS rolls back.
@@ -148,6 +153,28 @@ def app_handler(version, healthy):
 # ----------------------------------------------------------------------- webhook receiver
 
 NOTIFICATIONS = []
+APPROVE_BY_HAND = False
+APPROVALS = []
+
+
+def click(link):
+    """Does what a person does with a signed link: opens it (a confirmation page), then
+    presses Approve (a POST of the same parameters, with a comment)."""
+    try:
+        with urllib.request.urlopen(link, timeout=30) as page:
+            shown = page.read().decode()
+        if "Approve this deployment?" not in shown:
+            APPROVALS.append(f"the link's page did not ask to approve: {shown[:200]}")
+            return
+        query = link.split("?", 1)[1] + "&comment=approved+in+the+demo"
+        request = urllib.request.Request(link.split("?", 1)[0], data=query.encode(), method="POST",
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            text = answer.read().decode()
+        APPROVALS.append("approved" if "approved by" in text else f"not approved: {text[:200]}")
+        say(f"          {GREEN}👍 approved through the signed link{RESET}")
+    except Exception as e:  # noqa: BLE001 - reported as a demo failure
+        APPROVALS.append(f"the approval link failed: {e}")
 
 
 class Webhook(BaseHTTPRequestHandler):
@@ -160,6 +187,13 @@ class Webhook(BaseHTTPRequestHandler):
         NOTIFICATIONS.append(note)
         colour = {"failed": RED, "rolledBack": RED, "succeeded": GREEN}.get(note.get("event"), CYAN)
         say(f"          {colour}📣 webhook: {note.get('event')}: {note.get('title')}{RESET}")
+        link = (note.get("approval") or {}).get("approveUrl")
+        if note.get("event") == "approvalRequested" and link:
+            say(f"             {DIM}approve: {link}{RESET}")
+            if APPROVE_BY_HAND:
+                say(f"             {BOLD}open the link above and press Approve; the gate is waiting{RESET}")
+            else:
+                threading.Thread(target=click, args=(link,), daemon=True).start()
         if note.get("event") in ("failed",):
             say(f"             {DIM}{note.get('reason', '')[:300]}{RESET}")
         self.send_response(204)
@@ -258,7 +292,12 @@ def seed(endpoint, db_url, app_ports):
                         EvaluationPeriods=3, Threshold=5, ComparisonOperator="GreaterThanThreshold")
     ssm = boto3.client("ssm", **kw)
     ssm.put_parameter(Name=f"/demo/{SERVICE}/database-url", Type="SecureString", Value=db_url)
-    return {"targetGroups": groups, "taskDefinitions": defs}
+    # The approvals' store and signing key, as the construct's `approvals` option makes them.
+    boto3.client("s3", **kw).create_bucket(Bucket="demo-approvals",
+                                           CreateBucketConfiguration={"LocationConstraint": REGION})
+    key = boto3.client("secretsmanager", **kw).create_secret(
+        Name="greenlight/approval-signing-key", SecretString=os.urandom(32).hex())["ARN"]
+    return {"targetGroups": groups, "taskDefinitions": defs, "approvalKey": key}
 
 
 # --------------------------------------------------------------------------- service files
@@ -283,7 +322,7 @@ def prometheus_latency(prometheus, version):
             "series": {"direction": "increase"}, "interval": "1s"}
 
 
-def service_file(version, app_port, migrations, green_tg, prometheus=None):
+def service_file(version, app_port, migrations, green_tg, prometheus=None, approval=False):
     migrate = {
         "type": "postgresMigrations",
         "source": str(migrations),
@@ -326,6 +365,10 @@ def service_file(version, app_port, migrations, green_tg, prometheus=None):
     }
     alarm = {"type": "alarms", "alarmNames": [f"{SERVICE}-error-rate"], "interval": "1s"}
     production = {"errors": errors, "alarm": alarm}
+    # A person says go before production traffic: anyone holding the link sent to the demo's
+    # webhook channel.
+    go_ahead = {"go-ahead": {"type": "approval", "approvers": ["link:demo"], "timeout": "10m", "interval": "2s",
+                             "message": "Release 1.5.0 passed the test-traffic gate; approve to shift production traffic."}}
     if prometheus:
         production["latency"] = prometheus_latency(prometheus, version)
     return {
@@ -341,6 +384,7 @@ def service_file(version, app_port, migrations, green_tg, prometheus=None):
                 hook("before-install", ["PRE_SCALE_UP"], {}),
                 hook("after-install", ["POST_SCALE_UP"], {"migrate": migrate}),
                 hook("before-allow-traffic", ["TEST_TRAFFIC_SHIFT"], {"health": health, "targets": targets, "load": load}),
+            ] + ([hook("before-allow-traffic", ["PRE_PRODUCTION_TRAFFIC_SHIFT"], go_ahead)] if approval else []) + [
                 hook("after-allow-traffic", ["PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT"],
                      production),
             ],
@@ -368,7 +412,11 @@ def main():
     parser.add_argument("--short", action="store_true", help="compress waits further (CI)")
     parser.add_argument("--check", action="store_true", help="assert the expected outcomes")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, service files)")
+    parser.add_argument("--approve-by-hand", action="store_true",
+                        help="print the approval link of release 1.5.0 for you to click, instead of clicking it")
     opts = parser.parse_args()
+    global APPROVE_BY_HAND
+    APPROVE_BY_HAND = opts.approve_by_hand
     scale = 0.02 if opts.short else 0.1
 
     for tool in ("moto_server", "cargo"):
@@ -432,10 +480,12 @@ def main():
         watch_port = free_port()
         config = {"notifications": {"channels": {"demo": {
             "type": "webhook", "url": f"http://127.0.0.1:{hook_port}/greenlight",
-            "events": ["started", "failed", "rolledBack", "succeeded"]}}}}
+            "events": ["started", "failed", "rolledBack", "succeeded", "approvalRequested"]}}}}
         env_vars = [f"AWS_ENDPOINT_URL={endpoint}", f"AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:{cloudwatch_port}",
                     f"AWS_REGION={REGION}", "AWS_ACCESS_KEY_ID=demo",
-                    "AWS_SECRET_ACCESS_KEY=demo", f"GREENLIGHT_CONFIG={json.dumps(config)}"]
+                    "AWS_SECRET_ACCESS_KEY=demo", f"GREENLIGHT_CONFIG={json.dumps(config)}",
+                    "GREENLIGHT_APPROVAL_BUCKET=demo-approvals", f"GREENLIGHT_APPROVAL_KEY={seeded['approvalKey']}",
+                    f"GREENLIGHT_APPROVAL_URL=http://127.0.0.1:{watch_port}/lambda-url/approvals/"]
         watch = ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "-P", str(watch_port),
                  "--timeout", "300", "--ignore-changes"]
         env_file = Path(work) / "functions.env"
@@ -443,7 +493,7 @@ def main():
         watch += ["--env-file", str(env_file)]
         procs.start(watch, Path(work) / "functions.log")
         wait_for_port(watch_port, "cargo lambda watch", timeout=600, log=Path(work) / "functions.log")
-        say(f"  functions       http://127.0.0.1:{watch_port}  (cargo lambda watch: the four Greenlight functions)")
+        say(f"  functions       http://127.0.0.1:{watch_port}  (cargo lambda watch: the four Greenlight functions and the approval endpoint)")
 
         # Release 1.5: the sample migrations. Release 1.6: the same and one more (expand-only).
         release_15 = ROOT / "examples" / "migrations"
@@ -454,7 +504,8 @@ def main():
             "ALTER TABLE orders ADD COLUMN notes text;\n")
         good = Path(work) / "checkout-1.5.json"
         bad = Path(work) / "checkout-1.6.json"
-        good.write_text(json.dumps(service_file("1.5", healthy, release_15, seeded["targetGroups"]["green"], prometheus), indent=2))
+        good.write_text(json.dumps(service_file("1.5", healthy, release_15, seeded["targetGroups"]["green"], prometheus,
+                                                approval=True), indent=2))
         bad.write_text(json.dumps(service_file("1.6", broken, release_16, seeded["targetGroups"]["green"], prometheus), indent=2))
         functions = f"http://127.0.0.1:{watch_port}"
 
@@ -470,7 +521,11 @@ def main():
         for want in ("applied 3 migration(s)", "health:", "targets:", "load: 60 requests in", "errors:", "alarm:") + (("latency:",) if prometheus else ()):
             if want not in text:
                 failures.append(f"release 1.5.0: the timeline lacks {want!r}")
-        for event in ("started", "succeeded"):
+        if APPROVALS != ["approved"] and not opts.approve_by_hand:
+            failures.append(f"release 1.5.0: the approval link was not approved once: {APPROVALS}")
+        if "approved by the signed link sent to channel demo" not in text:
+            failures.append("release 1.5.0: the timeline does not show the approval")
+        for event in ("started", "approvalRequested", "succeeded"):
             if event not in notes_15:
                 failures.append(f"release 1.5.0: no {event!r} notification (got {notes_15})")
         if ledger_15 != "3":

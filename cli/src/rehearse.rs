@@ -33,6 +33,20 @@ pub struct Options {
     pub max_invocations: u32,
     pub returned_details: ReturnedDetails,
     pub first_deployment: bool,
+    /// `--approve` / `--reject`: decide every approval a hook waits for, through this
+    /// approval endpoint, as the caller's IAM identity.
+    pub decide: Option<(greenlight::approval::Action, String)>,
+}
+
+/// The approval a waiting `approval` check names (`…; approval <id>`).
+pub fn waiting_approval(checks: &[crate::answer::CheckLine]) -> Option<String> {
+    checks
+        .iter()
+        .filter(|c| c.kind == "approval" && c.effect == "waiting")
+        .find_map(|c| {
+            let id = c.reason.rsplit("approval ").next()?.trim();
+            greenlight::approval::is_id(id).then(|| id.to_string())
+        })
 }
 
 pub struct Rehearsal<'a> {
@@ -406,6 +420,24 @@ impl<'a> Rehearsal<'a> {
                 }
             };
             run.in_progress += 1;
+            if let Some((action, endpoint)) = &self.options.decide
+                && let Some(id) = waiting_approval(&record.checks)
+            {
+                let request = crate::approve::Request {
+                    id: id.clone(),
+                    endpoint: endpoint.clone(),
+                    action: *action,
+                    comment: "decided by greenlight rehearse".into(),
+                    region: None,
+                };
+                let (code, message) = crate::approve::run(&request).await;
+                let what = if code == 0 {
+                    message
+                } else {
+                    format!("could not {} approval {id}: {message}", action.as_str())
+                };
+                self.reporter.note(self.elapsed_ms(), &what);
+            }
             let limit = Duration::from_secs(u64::from(hook.timeout_minutes) * 60);
             let stuck = if run.invocations >= self.options.max_invocations {
                 Some(format!(

@@ -53,6 +53,9 @@ pub struct Evaluation {
     pub state: Value,
     /// Unobserved: the source asked not to be asked again sooner (a rate limit's reset).
     pub not_before: Option<Duration>,
+    /// Pending: the hook should answer now rather than wait within this invocation, so
+    /// that what the answer carries (an approval request's notification) goes out at once.
+    pub hand_back: bool,
 }
 
 impl Evaluation {
@@ -64,6 +67,7 @@ impl Evaluation {
             expected: Value::Null,
             state: Value::Null,
             not_before: None,
+            hand_back: false,
         }
     }
     pub fn pass(reason: impl Into<String>) -> Self {
@@ -91,6 +95,11 @@ impl Evaluation {
     }
     pub fn state(mut self, v: Value) -> Self {
         self.state = v;
+        self
+    }
+    /// Asks the hook to answer after this evaluation (see [`Evaluation::hand_back`]).
+    pub fn handing_back(mut self) -> Self {
+        self.hand_back = true;
         self
     }
 }

@@ -440,8 +440,10 @@ pub async fn run<'a>(
             })
             .collect();
         let mut blocked = false;
+        let mut hand_back = false;
         while let Some((i, ev, took, calls)) = round.next().await {
             slowest = slowest.max(took);
+            hand_back |= ev.hand_back && matches!(ev.outcome, Outcome::Pending { .. });
             add_counts(&mut lives[i].calls, &calls);
             judge(&mut lives[i], ev, took);
             if matches!(lives[i].decided, Some(Decided::Blocked)) {
@@ -481,7 +483,7 @@ pub async fn run<'a>(
             .map(|&(i, _)| lives[i].next_at)
             .min()
             .unwrap_or(now);
-        if next + slowest < budget.end() {
+        if next + slowest < budget.end() && !hand_back {
             tokio::time::sleep_until(next).await;
             continue;
         }

@@ -160,6 +160,7 @@ impl Check for ApprovalCheck {
             Ok(None) => {}
         }
 
+        let fresh_request = !matches!(&state.request, Some(r) if r.id == id);
         let (request, changes) = match state.request.clone() {
             Some(r) if r.id == id => (r, state.changes.clone().unwrap_or_default()),
             _ => {
@@ -207,7 +208,7 @@ impl Check for ApprovalCheck {
             self.approvers.join(", ")
         };
         let retry = self.interval.get().min(left.max(Duration::from_secs(1)));
-        Evaluation::pending(
+        let pending = Evaluation::pending(
             retry,
             format!(
                 "waiting for approval by {who} until {} ({} left; then onTimeout: {}); approval {id}",
@@ -227,7 +228,14 @@ impl Check for ApprovalCheck {
             "message": self.message,
             "changes": changes,
         }}))
-        .state(carried)
+        .state(carried);
+        // The first time, the hook answers at once, so that the request goes out now; then
+        // it waits within its invocations as any check does.
+        if fresh_request {
+            pending.handing_back()
+        } else {
+            pending
+        }
     }
 }
 
