@@ -6,8 +6,10 @@
 pub mod answer;
 pub mod approve;
 pub mod event;
+pub mod explain;
 pub mod invoke;
 pub mod plan;
 pub mod rehearse;
 pub mod report;
 pub mod service;
+pub mod validate;

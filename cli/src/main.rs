@@ -34,6 +34,69 @@ enum Command {
     /// Exit status: 0 when the decision is recorded, 1 when it is not (refused, already
     /// decided, expired, unknown), 2 on a usage or setup error.
     Approve(ApproveArgs),
+    /// Validate configurations offline, with the functions' own parser and messages: a
+    /// configuration document, an ECS hook's hookDetails, an ECS service definition
+    /// (CreateService / UpdateService input, ecspresso), or a CloudFormation template (every
+    /// lifecycle hook's HookDetails and every function's GREENLIGHT_CONFIG). JSON only.
+    ///
+    /// Exit status: 0 when everything is valid, 1 when something is not, 2 when a file
+    /// cannot be read.
+    Validate(ValidateArgs),
+    /// Run one gate once, from a laptop or CI, with your AWS credentials: the function's
+    /// decision for an ECS event at a stage, in words and as JSON.
+    ///
+    /// Exit status: 0 SUCCEEDED, 1 FAILED, 3 IN_PROGRESS, 2 on a usage or setup error.
+    Check(CheckArgs),
+    /// Print the configuration's JSON Schema.
+    Schema,
+    /// Tell a decision record in words: a function's log line, an ECS answer, or the record.
+    ///
+    /// Exit status: 0, or 2 when no record is found.
+    Explain(ExplainArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// The files to validate.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The functions' own configuration (what GREENLIGHT_CONFIG holds), merged under each
+    /// hook's hookDetails.greenlight as the functions merge it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The function: before-install, after-install, before-allow-traffic, after-allow-traffic.
+    #[arg(long)]
+    function: String,
+    /// The ECS lifecycle stage, e.g. POST_TEST_TRAFFIC_SHIFT.
+    #[arg(long)]
+    stage: String,
+    /// The configuration (what GREENLIGHT_CONFIG would hold).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The ECS event to send [default: one for --stage, with placeholder ARNs].
+    #[arg(long, value_name = "FILE")]
+    event: Option<PathBuf>,
+    /// How long the gate may take.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// A file holding a log line (or lines), an answer, or a record; `-` reads stdin.
+    file: PathBuf,
 }
 
 #[derive(Args)]
@@ -131,6 +194,16 @@ struct RehearseArgs {
     /// Write the timeline and the summary as JSON, one object per line.
     #[arg(long)]
     json: bool,
+
+    /// Approve every approval a hook waits for, through this approval endpoint, as your IAM
+    /// identity (as `greenlight approve` does). Without it (or --reject), the rehearsal waits
+    /// for a person, within the hook's timeout.
+    #[arg(long, value_name = "APPROVAL_ENDPOINT", conflicts_with = "reject")]
+    approve: Option<String>,
+
+    /// Reject every approval a hook waits for, through this approval endpoint.
+    #[arg(long, value_name = "APPROVAL_ENDPOINT")]
+    reject: Option<String>,
 }
 
 fn mapping(s: &str) -> Result<(String, String), String> {
@@ -156,8 +229,130 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Rehearse(args) => runtime.block_on(rehearse(args)),
         Command::Approve(args) => runtime.block_on(approve(args)),
+        Command::Validate(args) => validate(args),
+        Command::Check(args) => runtime.block_on(check(args)),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&greenlight::config::json_schema())
+                    .unwrap_or_default()
+            );
+            0
+        }
+        Command::Explain(args) => explain(args),
     };
     ExitCode::from(code)
+}
+
+fn read_arg(path: &PathBuf) -> Result<String, String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| format!("stdin: {e}"))?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn validate(args: ValidateArgs) -> u8 {
+    use greenlight_cli::validate;
+    let env = match &args.config {
+        None => None,
+        Some(p) => match read_arg(p)
+            .and_then(|t| validate::environment_source(&p.display().to_string(), &t))
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("greenlight validate: {e}");
+                return 2;
+            }
+        },
+    };
+    let mut all = Vec::new();
+    let mut unreadable = false;
+    for f in &args.files {
+        let name = f.display().to_string();
+        match read_arg(f).and_then(|t| validate::validate(&name, &t, env.as_ref())) {
+            Ok(found) => all.extend(found),
+            Err(e) => {
+                eprintln!("greenlight validate: {e}");
+                unreadable = true;
+            }
+        }
+    }
+    match args.format {
+        Format::Text => print!("{}", validate::text(&all)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default()),
+    }
+    if unreadable {
+        2
+    } else if all.iter().any(|f| !f.valid) {
+        1
+    } else {
+        0
+    }
+}
+
+fn explain(args: ExplainArgs) -> u8 {
+    match read_arg(&args.file).and_then(|t| greenlight_cli::explain::read(&t)) {
+        Ok(r) => {
+            print!("{}", greenlight_cli::explain::explain(&r));
+            0
+        }
+        Err(e) => {
+            eprintln!("greenlight explain: {e}");
+            2
+        }
+    }
+}
+
+async fn check(args: CheckArgs) -> u8 {
+    let fail = |m: String| {
+        eprintln!("greenlight check: {m}");
+        2
+    };
+    let Some(role) = greenlight::Role::from_name(&args.function) else {
+        return fail(format!(
+            "unknown function {:?}; one of before-install, after-install, before-allow-traffic, after-allow-traffic",
+            args.function
+        ));
+    };
+    if greenlight::stage::Stage::known(&args.stage).is_none() {
+        return fail(format!("unknown stage {:?}", args.stage));
+    }
+    let config = match read_arg(&args.config) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let event: serde_json::Value = match &args.event {
+        Some(p) => match read_arg(p).and_then(|t| {
+            serde_json::from_str(&t).map_err(|e| format!("{}: not JSON: {e}", p.display()))
+        }) {
+            Ok(v) => v,
+            Err(e) => return fail(e),
+        },
+        None => greenlight_cli::explain::sample_event(&args.stage),
+    };
+    let services =
+        greenlight::Services::new(Ok(greenlight::services::BaseConfig::Inline(config)), None);
+    let deadline = std::time::SystemTime::now() + args.timeout;
+    let answer = match greenlight::handle(&services, role, &event, deadline).await {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    if let Some(r) = greenlight_cli::explain::record_of(&answer) {
+        print!("{}", greenlight_cli::explain::explain(&r));
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&answer).unwrap_or_default()
+    );
+    match answer.get("hookStatus").and_then(serde_json::Value::as_str) {
+        Some("SUCCEEDED") => 0,
+        Some("FAILED") => 1,
+        Some("IN_PROGRESS") => 3,
+        _ => 2,
+    }
 }
 
 async fn approve(args: ApproveArgs) -> u8 {
@@ -228,6 +423,11 @@ async fn rehearse(args: RehearseArgs) -> u8 {
             DetailsArg::Replace => ReturnedDetails::Replace,
         },
         first_deployment: args.first_deployment,
+        decide: match (args.approve, args.reject) {
+            (Some(e), _) => Some((greenlight::approval::Action::Approve, e)),
+            (None, Some(e)) => Some((greenlight::approval::Action::Reject, e)),
+            (None, None) => None,
+        },
     };
     reporter.start(
         &service,

@@ -465,3 +465,115 @@ fn json_schema_is_current() {
         "docs/greenlight.schema.json is stale: run `GREENLIGHT_UPDATE_SCHEMA=1 cargo test -p greenlight --test suite json_schema` and commit it"
     );
 }
+
+/// docs/generated/configuration-keys.md: every key of the configuration, from the JSON
+/// Schema (regenerated with the schema: `GREENLIGHT_UPDATE_SCHEMA=1`).
+#[test]
+fn configuration_keys_page_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/generated/configuration-keys.md");
+    let fresh = keys_markdown(&greenlight::config::json_schema());
+    if std::env::var_os("GREENLIGHT_UPDATE_SCHEMA").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &fresh).unwrap();
+    }
+    let stored = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        stored == fresh,
+        "docs/generated/configuration-keys.md is stale: run `GREENLIGHT_UPDATE_SCHEMA=1 cargo test -p greenlight --test suite json_schema configuration_keys` and commit it"
+    );
+}
+
+fn type_of(p: &Value) -> String {
+    if let Some(r) = p.get("$ref").and_then(Value::as_str) {
+        let name = r.rsplit('/').next().unwrap_or(r);
+        return format!("[{name}](#{})", name.to_lowercase());
+    }
+    if let Some(c) = p.get("const") {
+        return format!("`{c}`");
+    }
+    if let Some(e) = p.get("enum").and_then(Value::as_array) {
+        return e
+            .iter()
+            .map(|v| format!("`{v}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+    for k in ["oneOf", "anyOf"] {
+        if let Some(v) = p.get(k).and_then(Value::as_array) {
+            return v.iter().map(type_of).collect::<Vec<_>>().join(" or ");
+        }
+    }
+    let base = match p.get("type") {
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .collect::<Vec<_>>()
+            .join(" or "),
+        _ => "any".into(),
+    };
+    match (base.as_str(), p.get("items"), p.get("additionalProperties")) {
+        ("array", Some(items), _) => format!("array of {}", type_of(items)),
+        ("object", _, Some(v @ Value::Object(_))) => format!("map of {}", type_of(v)),
+        _ => base,
+    }
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn table(props: &serde_json::Map<String, Value>) -> String {
+    let mut out =
+        String::from("| Key | Type | Default | Description |\n| --- | --- | --- | --- |\n");
+    for (k, p) in props {
+        let default = p
+            .get("default")
+            .map(|d| format!("`{d}`"))
+            .unwrap_or_default();
+        let desc = p.get("description").and_then(Value::as_str).unwrap_or("");
+        out.push_str(&format!(
+            "| `{k}` | {} | {} | {} |\n",
+            cell(&type_of(p)),
+            cell(&default),
+            cell(desc)
+        ));
+    }
+    out
+}
+
+fn keys_markdown(schema: &Value) -> String {
+    let mut out = String::from(
+        "<!-- Generated from the configuration's JSON Schema (docs/greenlight.schema.json) by shared/tests/suite/answers.rs; do not edit. -->\n\n## Top-level keys\n\n",
+    );
+    out.push_str(&table(schema["properties"].as_object().unwrap()));
+    let defs = schema["$defs"].as_object().unwrap();
+    for (name, def) in defs {
+        out.push_str(&format!("\n## {name}\n\n"));
+        if let Some(d) = def.get("description").and_then(Value::as_str) {
+            out.push_str(&format!("{}\n\n", d.replace('\n', " ")));
+        }
+        if let Some(variants) = def
+            .get("oneOf")
+            .and_then(Value::as_array)
+            .filter(|v| v.iter().all(|x| x.get("properties").is_some()))
+        {
+            for v in variants {
+                let title = v.get("title").and_then(Value::as_str).unwrap_or("variant");
+                out.push_str(&format!("### `{title}`\n\n"));
+                if let Some(d) = v.get("description").and_then(Value::as_str) {
+                    out.push_str(&format!("{}\n\n", d.replace('\n', " ")));
+                }
+                out.push_str(&table(v["properties"].as_object().unwrap()));
+                out.push('\n');
+            }
+        } else if let Some(props) = def.get("properties").and_then(Value::as_object) {
+            out.push_str(&table(props));
+        } else {
+            out.push_str(&format!("Type: {}\n", cell(&type_of(def))));
+        }
+    }
+    out
+}
