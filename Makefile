@@ -12,13 +12,19 @@ CARGO_LAMBDA_VERSION := 1.9.2
 MOTO_VERSION := 5.2.1
 CFN_LINT_VERSION := 1.58.0
 CHECKOV_VERSION := 3.3.30
+BOTOCORE_VERSION := 1.44.8
+MDBOOK_VERSION := 0.4.52
 
-.PHONY: release test demo tools system-packages fmt lint unit schema watch bench bench-rollout fuzz-long clean-tools
+.PHONY: release test demo book tools system-packages fmt lint unit schema watch bench bench-rollout fuzz-long clean-tools
 
 ## Install the tools the tests need into .tools/ (idempotent), and Debian's PostgreSQL
 ## server binaries and Prometheus when they are not installed (the migration tests start a
 ## throwaway PostgreSQL server, the Prometheus source's tests a Prometheus server).
-tools: $(VENV)/.installed system-packages
+tools: $(VENV)/.installed $(TOOLS)/mdbook/bin/mdbook system-packages
+
+## mdBook, which builds the documentation (docs/ → target/book), from crates.io.
+$(TOOLS)/mdbook/bin/mdbook:
+	cargo install --quiet mdbook --version $(MDBOOK_VERSION) --locked --no-default-features --root $(TOOLS)/mdbook
 
 ## Debian's postgresql and prometheus, in one apt-get run, when missing.
 system-packages:
@@ -35,11 +41,14 @@ $(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'moto[server]==$(MOTO_VERSION)' \
 		'cfn-lint==$(CFN_LINT_VERSION)' 'checkov==$(CHECKOV_VERSION)'
+	# The AWS API models the book's AWS CLI examples are checked against: a current botocore
+	# of its own (moto and checkov pin older ones in the venv).
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --target $(TOOLS)/botocore 'botocore==$(BOTOCORE_VERSION)'
 	touch $@
 
 ## The packaged release in dist/: the five arm64 zips (the four hooks and the approval endpoint) (`cargo lambda build --release --arm64
 ## --output-format zip`) and greenlight.template.json, the hooks stack with template
-## parameters, installing from those zips in an S3 bucket (README: Install without Rust or
+## parameters, installing from those zips in an S3 bucket (docs/operations.md: Install without Rust or
 ## Node). The template is synthesised from the same CDK construct (cdk/lib/release-stack.ts).
 release: $(VENV)/.installed
 	cargo lambda build --release --arm64 --output-format zip \
@@ -54,7 +63,8 @@ release: $(VENV)/.installed
 	@echo "dist/: $$(ls dist | tr '\n' ' ')"
 
 ## The whole suite: formatting, lints, the stand-ins' own tests, unit, integration and
-## end-to-end tests, the demo in its short mode, then the CDK app's type check, Jest tests
+## end-to-end tests, the demo in its short mode, the book (built, links checked), then the
+## CDK app's type check, Jest tests
 ## (cdk-nag included), offline synth and the release template, with cfn-lint and checkov on
 ## every template. Installing the tools and the CDK app's packages (downloads, mostly) runs
 ## while formatting and lints are checked; its output is shown only when it fails.
@@ -70,7 +80,15 @@ test:
 	cargo test --workspace
 	cargo build --workspace --bins
 	$(VENV)/bin/python demo/demo.py --short --check
+	$(MAKE) --no-print-directory book
 	bash cdk/run-tests.sh
+
+## The documentation: the book in docs/ built into target/book, every link checked.
+book: $(TOOLS)/mdbook/bin/mdbook
+	@mkdir -p target
+	$(TOOLS)/mdbook/bin/mdbook build docs > target/book.log 2>&1 || { cat target/book.log; exit 1; }
+	@if grep -E '\[(WARN|ERROR)\]' target/book.log; then echo "mdbook warned (above)"; exit 1; fi
+	python3 tools/check_book.py target/book
 
 fmt:
 	cargo fmt --all
@@ -84,7 +102,7 @@ demo: tools
 	cargo build --workspace --bins
 	$(VENV)/bin/python demo/demo.py $(DEMO_FLAGS)
 
-## Benchmarks (figures in the README's performance section). The traffic bench runs wrk and
+## Benchmarks (figures in docs/contributing.md, Performance). The traffic bench runs wrk and
 ## hey beside the traffic check: Debian's `wrk` and `hey`, installed here when missing.
 bench:
 	@command -v wrk >/dev/null && command -v hey >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -106,9 +124,10 @@ bench-rollout:
 	python3 bench/rollout.py --gates 50 --gates 100 --gates 200 --repeat 3 $(ROLLOUT_FLAGS) --json-out target/bench/rollout.json
 	python3 bench/rollout.py --gates 200 --quota-fraction 0.25 --repeat 3 $(ROLLOUT_FLAGS) --json-out target/bench/rollout-quarter.json
 
-## Regenerate docs/greenlight.schema.json from the Rust types.
+## Regenerate docs/greenlight.schema.json and the book's configuration keys
+## (docs/generated/configuration-keys.md) from the Rust types.
 schema:
-	GREENLIGHT_UPDATE_SCHEMA=1 cargo test -p greenlight --test suite json_schema
+	GREENLIGHT_UPDATE_SCHEMA=1 cargo test -p greenlight --test suite -- json_schema configuration_keys
 
 ## The property tests of the parsers, the runner and carried state with many more cases:
 ## PROPTEST_CASES of each (default 10,000; the default suite runs a few hundred).

@@ -34,7 +34,7 @@ export type HookStage = LifecycleStage | ecs.DeploymentLifecycleStage;
 
 /** Settings of one hook on the service. */
 export interface GreenlightHookOptions {
-  /** @default - the function's default stages (see the README) */
+  /** @default - the function's default stages (docs/concepts.md) */
   readonly stages?: HookStage[];
   /**
    * This hook's configuration, merged over the construct's `config` with JSON Merge Patch; a

@@ -38,7 +38,7 @@ impl Role {
     }
 
     /// The ECS lifecycle stages this function is designed for. It accepts the others too
-    /// (a hook can be attached to any stage); these are the ones the README recommends.
+    /// (a hook can be attached to any stage); these are the ones the book recommends (docs/concepts.md).
     pub fn ecs_stages(self) -> &'static [Stage] {
         match self {
             Role::BeforeInstall => &[Stage::ReconcileService, Stage::PreScaleUp],

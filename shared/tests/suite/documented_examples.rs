@@ -152,6 +152,7 @@ fn check_examples(file: &str) -> std::collections::BTreeMap<String, usize> {
     let markdown = read(file);
     let mut kinds = std::collections::BTreeMap::new();
     let mut last_configuration: Option<Value> = None;
+    let mut aws_cli_inputs: Vec<(String, String, Value)> = Vec::new();
     for b in json_blocks(&markdown) {
         let at = format!("{file}:{}", b.line);
         let marker = b.marker.unwrap_or_else(|| {
@@ -266,10 +267,18 @@ fn check_examples(file: &str) -> std::collections::BTreeMap<String, usize> {
                     "{at}: no hook configured"
                 );
             }
+            "check record" => {
+                serde_json::from_value::<greenlight::record::CheckRecord>(value.clone())
+                    .unwrap_or_else(|e| panic!("{at}: not a check's record: {e}"));
+            }
+            k if k.starts_with("aws-cli ") => {
+                aws_cli_inputs.push((at.clone(), k.to_string(), value.clone()));
+            }
             other => panic!("{at}: unknown kind {other:?}"),
         }
         *kinds.entry(kind.to_string()).or_default() += 1;
     }
+    check_aws_cli_inputs(&aws_cli_inputs);
     kinds
 }
 
@@ -452,5 +461,92 @@ fn every_check_kind_has_a_folder_whose_readme_shows_it_configured() {
                 "shared/src/checks/{name} has a README but no registered kind"
             );
         }
+    }
+}
+
+/// `<!-- example: aws-cli SERVICE OPERATION -->` blocks: the `--cli-input-json` of an AWS
+/// CLI command, validated against the operation's input shape in botocore's service model
+/// (the AWS CLI's own), with botocore's parameter validator; hookDetails in them must be
+/// valid configurations too.
+fn check_aws_cli_inputs(inputs: &[(String, String, Value)]) {
+    if inputs.is_empty() {
+        return;
+    }
+    for (at, _, value) in inputs {
+        if value.get("deploymentConfiguration").is_some() {
+            check_service_definition(value, at);
+        }
+    }
+    let script = r#"
+import json, sys, re
+import botocore.session
+from botocore.validate import ParamValidator
+session = botocore.session.get_session()
+failures = []
+for at, kind, value in json.load(sys.stdin):
+    _, service, op = kind.split()
+    name = "".join(p.capitalize() for p in op.split("-"))
+    model = session.get_service_model(service).operation_model(name)
+    report = ParamValidator().validate(value, model.input_shape)
+    if report.has_errors():
+        failures.append(f"{at}: not valid input of {service} {op} ({name}): {report.generate_report()}")
+print(json.dumps(failures))
+"#;
+    // A current botocore of its own (`make tools`), else the one on the path.
+    let models = root().join(".tools/botocore");
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .env("PYTHONPATH", &models)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (make tools puts botocore in .tools/venv)");
+    let payload = serde_json::to_vec(
+        &inputs
+            .iter()
+            .map(|(a, k, v)| json!([a, k, v]))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &payload).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "botocore's validator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failures: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every page of the book (docs/, recursively; the generated reference aside): every JSON
+/// example is what its marker says.
+#[test]
+fn every_json_example_of_the_book_is_what_it_says() {
+    fn pages(dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "generated") {
+                    pages(&p, out);
+                }
+            } else if p.extension().is_some_and(|x| x == "md") {
+                out.push(p.strip_prefix(root()).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut files = Vec::new();
+    pages(&root().join("docs"), &mut files);
+    files.sort();
+    assert!(files.len() > 20, "{files:?}");
+    let mut all = std::collections::BTreeMap::new();
+    for f in &files {
+        for (k, n) in check_examples(f) {
+            *all.entry(k).or_insert(0) += n;
+        }
+    }
+    for k in ["aws-cli ecs create-service", "aws-cli ecs update-service"] {
+        assert!(all.contains_key(k), "no {k} example in the book: {all:?}");
     }
 }

@@ -1,6 +1,6 @@
 //! End to end: `cargo lambda watch` serves the four real binaries; each is invoked with
 //! sample events over the Lambda invoke API (and once through `cargo lambda invoke`, the
-//! command the README shows). A CodeDeploy event reports to a local endpoint speaking
+//! command the book shows, docs/getting-started.md). A CodeDeploy event reports to a local endpoint speaking
 //! CodeDeploy's protocol. The decision record must show in the functions' JSON log.
 
 use crate::support;
@@ -183,7 +183,7 @@ async fn four_functions_under_cargo_lambda_watch() {
     assert_eq!(calls[0].body["status"], "Succeeded");
     assert_eq!(calls[0].body["deploymentId"], "d-ABCDEF123");
 
-    // The README's command.
+    // The command docs/getting-started.md shows.
     let cli = tokio::process::Command::new("cargo")
         .current_dir(root())
         .args([
