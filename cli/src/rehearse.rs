@@ -534,6 +534,37 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_waiting_approval_is_found_by_its_id() {
+        let line = |kind: &str, effect: &str, reason: &str| crate::answer::CheckLine {
+            name: "go-ahead".into(),
+            kind: kind.into(),
+            verdict: "pending".into(),
+            effect: effect.into(),
+            reason: reason.into(),
+        };
+        let id = "0123456789abcdef0123456789abcdef";
+        let waiting = line(
+            "approval",
+            "waiting",
+            &format!(
+                "waiting for approval by anyone with access until 2026-12-02T10:59:37Z (9m 59s left; then onTimeout: fail); approval {id}"
+            ),
+        );
+        assert_eq!(
+            waiting_approval(&[line("http", "waiting", "x"), waiting.clone()]).as_deref(),
+            Some(id)
+        );
+        assert_eq!(
+            waiting_approval(&[line("approval", "passed", &waiting.reason)]),
+            None
+        );
+        assert_eq!(
+            waiting_approval(&[line("approval", "waiting", "approval nothex")]),
+            None
+        );
+    }
+
+    #[test]
     fn due_times_move_by_the_time_skipped() {
         let mut details = json!({"greenlightState": {"checks": {
             "h": {"nextAtMs": 1_000_000, "firstAtMs": 5},

@@ -574,3 +574,32 @@ async fn a_deeply_nested_key_of_another_tool_is_given_back_as_it_came() {
         &out[out.len().saturating_sub(300)..]
     );
 }
+
+/// Every CodeDeploy sample reads the same through `aws_lambda_events`' type for CodeDeploy's
+/// lifecycle event as through Greenlight's parser (which also says which field was wrong
+/// when one is, and reads the continuation Greenlight sends itself).
+#[test]
+fn codedeploy_samples_read_the_same_as_aws_lambda_events_reads_them() {
+    use aws_lambda_events::event::codedeploy::CodeDeployLifecycleEvent;
+    let mut seen = 0;
+    for (name, want) in table() {
+        if want.kind != "codedeploy" || name.contains("continuation") {
+            continue;
+        }
+        let ev = sample(name);
+        let theirs: CodeDeployLifecycleEvent = serde_json::from_value(ev.clone())
+            .unwrap_or_else(|e| panic!("{name}: aws_lambda_events refuses it: {e}"));
+        match protocol::parse(&ev) {
+            Ok(Invocation::CodeDeploy(ours)) => {
+                assert_eq!(ours.deployment_id, theirs.deployment_id, "{name}");
+                assert_eq!(
+                    ours.execution_id, theirs.lifecycle_event_hook_execution_id,
+                    "{name}"
+                );
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 7, "{seen} CodeDeploy samples");
+}
