@@ -9,7 +9,8 @@
 //!   the link sent to that notification channel.
 //!
 //! An empty list lets anyone decide who can reach an action: a link, a Slack button in the
-//! channel, or any IAM principal allowed to call STS.
+//! channel, or any IAM principal of the deployment's own account (the endpoint checks the
+//! account; `iam_allowed` alone does not).
 
 /// One entry of `approvers`.
 #[derive(Clone, Debug, PartialEq, Eq)]

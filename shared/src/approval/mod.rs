@@ -200,6 +200,9 @@ pub struct Request {
     pub pause: Option<PauseHook>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// The deployment's AWS account: with no `approvers`, an IAM caller must be of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl Request {

@@ -405,15 +405,15 @@ async fn link_decide(services: &Services, setup: &Setup, form: &str, budget: &Bu
         |r| approvers::link_allowed(&r.approvers, &claims.channel),
     )
     .await;
-    let (status, title) = match &outcome {
-        Outcome::Decided(..) => (200, "Recorded"),
-        Outcome::Already(..) => (409, "Already decided"),
-        Outcome::Refused(..) => (403, "Not allowed"),
-        Outcome::Unknown => (404, "Unknown approval"),
-        Outcome::Expired(..) => (410, "Expired"),
-        Outcome::Failed(..) => (503, "Unavailable"),
+    let title = match &outcome {
+        Outcome::Decided(..) => "Recorded",
+        Outcome::Already(..) => "Already decided",
+        Outcome::Refused(..) => "Not allowed",
+        Outcome::Unknown => "Unknown approval",
+        Outcome::Expired(..) => "Expired",
+        Outcome::Failed(..) => "Unavailable",
     };
-    Reply::page(status, title, &outcome.sentence())
+    Reply::page(outcome.status(), title, &outcome.sentence())
 }
 
 /// What a decision attempt came to.
@@ -429,6 +429,19 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// The HTTP status that says it: 200 recorded, 409 already decided, 403 not an approver,
+    /// 404 unknown, 410 expired, 503 the store could not be used.
+    fn status(&self) -> u16 {
+        match self {
+            Outcome::Decided(..) => 200,
+            Outcome::Already(..) => 409,
+            Outcome::Refused(..) => 403,
+            Outcome::Unknown => 404,
+            Outcome::Expired(..) => 410,
+            Outcome::Failed(..) => 503,
+        }
+    }
+
     fn sentence(&self) -> String {
         match self {
             Outcome::Decided(r, d, ecs) => format!(
@@ -886,17 +899,18 @@ async fn iam_decide(services: &Services, setup: &Setup, body: &[u8], budget: &Bu
     };
     let comment = (!comment.is_empty()).then(|| comment.to_string());
     let outcome = decide(services, setup, id, action, by, comment, budget, |r| {
-        approvers::iam_allowed(&r.approvers, &caller)
+        iam_may_decide(r, &caller)
     })
     .await;
-    let (status, result) = match &outcome {
-        Outcome::Decided(..) => (200, "decided"),
-        Outcome::Already(..) => (409, "alreadyDecided"),
-        Outcome::Refused(..) => (403, "refused"),
-        Outcome::Unknown => (404, "unknown"),
-        Outcome::Expired(..) => (410, "expired"),
-        Outcome::Failed(..) => (503, "unavailable"),
+    let result = match &outcome {
+        Outcome::Decided(..) => "decided",
+        Outcome::Already(..) => "alreadyDecided",
+        Outcome::Refused(..) => "refused",
+        Outcome::Unknown => "unknown",
+        Outcome::Expired(..) => "expired",
+        Outcome::Failed(..) => "unavailable",
     };
+    let status = outcome.status();
     let decision = match &outcome {
         Outcome::Decided(_, d, _) | Outcome::Already(_, d) => json!(d),
         _ => Value::Null,
@@ -905,6 +919,17 @@ async fn iam_decide(services: &Services, setup: &Setup, body: &[u8], budget: &Bu
         status,
         json!({"result": result, "message": outcome.sentence(), "caller": caller, "decision": decision}),
     )
+}
+
+/// Whether the IAM principal STS named may decide `r`: one of its approvers; with none
+/// named, a principal of the deployment's own account (any AWS principal can sign a
+/// request to STS), and none when that account is not known.
+pub fn iam_may_decide(r: &Request, caller: &str) -> bool {
+    approvers::iam_allowed(&r.approvers, caller)
+        && (!r.approvers.is_empty()
+            || r.account
+                .as_deref()
+                .is_some_and(|a| caller.split(':').nth(4) == Some(a)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1069,6 +1094,7 @@ async fn pause_event(
             hook_id: hook_id.clone(),
         }),
         region: deployment.region.clone(),
+        account: deployment.account.clone(),
     };
     let store = Store {
         services,
@@ -1187,6 +1213,35 @@ mod tests {
             "v1=00",
             1531420618
         ));
+    }
+
+    #[test]
+    fn with_no_approvers_only_the_deployments_account_decides_from_a_terminal() {
+        let mut r = Request {
+            v: 1,
+            id: "0".repeat(32),
+            deployment: "arn:aws:ecs:us-west-2:123456789012:service-deployment/c/s/d".into(),
+            subject: "s".into(),
+            stage: "POST_TEST_TRAFFIC_SHIFT".into(),
+            check: "go".into(),
+            approvers: Vec::new(),
+            requested_at_ms: 0,
+            expires_at_ms: 1,
+            on_timeout: "fail".into(),
+            pause: None,
+            region: None,
+            account: Some("123456789012".into()),
+        };
+        assert!(iam_may_decide(&r, "arn:aws:iam::123456789012:user/alice"));
+        assert!(!iam_may_decide(
+            &r,
+            "arn:aws:iam::210987654321:user/mallory"
+        ));
+        r.account = None;
+        assert!(!iam_may_decide(&r, "arn:aws:iam::123456789012:user/alice"));
+        r.approvers = vec!["arn:aws:iam::210987654321:user/partner".into()];
+        assert!(iam_may_decide(&r, "arn:aws:iam::210987654321:user/partner"));
+        assert!(!iam_may_decide(&r, "arn:aws:iam::123456789012:user/alice"));
     }
 
     #[test]

@@ -179,6 +179,7 @@ impl Check for ApprovalCheck {
                     on_timeout: self.on_timeout.as_str().to_string(),
                     pause: None,
                     region: d.region.clone(),
+                    account: d.account.clone(),
                 };
                 match store.ask(&fresh, budget).await {
                     Ok(r) => (r, changes),
