@@ -156,7 +156,7 @@ impl Check for ApprovalCheck {
 
         match store.decision(&id, budget).await {
             Err(f) => return f.map(|m| format!("could not read the approval's decision: {m}")).into(),
-            Ok(Some(decision)) => return self.decided(&decision, &state),
+            Ok(Some(decision)) => return self.decided(&decision),
             Ok(None) => {}
         }
 
@@ -197,8 +197,8 @@ impl Check for ApprovalCheck {
                 None,
             );
             return match store.decide(&expiry, budget).await {
-                Ok(Written::Created) => self.decided(&expiry, &state).state(carried),
-                Ok(Written::Existing(other)) => self.decided(&other, &state).state(carried),
+                Ok(Written::Created) => self.decided(&expiry).state(carried),
+                Ok(Written::Existing(other)) => self.decided(&other).state(carried),
                 Err(f) => f.map(|m| format!("could not record the approval's expiry: {m}")).into(),
             };
         }
@@ -241,7 +241,7 @@ impl Check for ApprovalCheck {
 }
 
 impl ApprovalCheck {
-    fn decided(&self, decision: &Decision, _state: &State) -> Evaluation {
+    fn decided(&self, decision: &Decision) -> Evaluation {
         let observed = json!({"decision": decision});
         let what = decision.describe();
         match decision.action.as_str() {
