@@ -72,26 +72,31 @@ impl Store<'_> {
                 "{what}: the object is larger than {MAX_OBJECT} bytes"
             )));
         }
-        let body = budget
-            .run(out.body.collect())
-            .await
-            .ok_or_else(|| {
-                Failure::transient(format!(
-                    "{what}: the body did not arrive within the invocation's budget"
-                ))
-            })?
-            .map_err(|e| {
-                Failure::transient(format!(
-                    "{what}: reading the body failed: {}",
-                    crate::text::error_chain(&e)
-                ))
-            })?
-            .into_bytes();
-        if body.len() > MAX_OBJECT {
-            return Err(Failure::error(format!(
-                "{what}: the object is larger than {MAX_OBJECT} bytes"
-            )));
-        }
+        // Read chunk by chunk, and no further than the limit, whatever the length said.
+        let mut stream = out.body;
+        let read = async {
+            let mut body = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    Failure::transient(format!(
+                        "{what}: reading the body failed: {}",
+                        crate::text::error_chain(&e)
+                    ))
+                })?;
+                if body.len() + chunk.len() > MAX_OBJECT {
+                    return Err(Failure::error(format!(
+                        "{what}: the object is larger than {MAX_OBJECT} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
+        };
+        let body = budget.run(read).await.ok_or_else(|| {
+            Failure::transient(format!(
+                "{what}: the body did not arrive within the invocation's budget"
+            ))
+        })??;
         serde_json::from_slice(&body).map(Some).map_err(|e| {
             Failure::error(format!("{what}: not a Greenlight approval document ({e})"))
         })

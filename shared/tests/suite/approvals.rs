@@ -299,40 +299,7 @@ print(json.dumps({{'key': key, 'slack': slack}}))
         format!("GREENLIGHT_CONFIG={config}"),
     ];
     let watch_log = std::env::temp_dir().join(format!("greenlight-approvals-{port}.log"));
-    let file = std::fs::File::create(&watch_log).unwrap();
-    let mut cmd = tokio::process::Command::new("cargo");
-    cmd.current_dir(root())
-        .args([
-            "lambda",
-            "watch",
-            "--invoke-address",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-            "--timeout",
-            "300",
-            "--ignore-changes",
-        ])
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .process_group(0);
-    // An env file: `--env-var` splits its value at commas, which JSON holds.
-    let env_file = std::env::temp_dir().join(format!("greenlight-approvals-{port}.env"));
-    let lines: Vec<String> = env
-        .iter()
-        .map(|e| {
-            let (k, v) = e.split_once('=').unwrap();
-            assert!(!v.contains('\''));
-            format!("{k}='{v}'")
-        })
-        .collect();
-    std::fs::write(&env_file, lines.join("\n") + "\n").unwrap();
-    cmd.arg("--env-file").arg(&env_file);
-    let _watch = Watch {
-        child: cmd.spawn().expect("cargo lambda watch starts"),
-    };
-    wait_for_port(port, "cargo lambda watch");
+    let _watch = Watch::start(port, &env, &watch_log).await;
     let e = Env {
         port,
         http: reqwest::Client::builder()

@@ -29,6 +29,57 @@ pub(crate) struct Watch {
     pub(crate) child: tokio::process::Child,
 }
 
+impl Watch {
+    /// `cargo lambda watch` on `port`, with `env` (`KEY=VALUE`) passed through an env file
+    /// (`--env-var` splits a value at commas, which JSON holds) and its output in `log`;
+    /// returns once it listens.
+    pub(crate) async fn start(port: u16, env: &[String], log: &std::path::Path) -> Watch {
+        let file = std::fs::File::create(log).unwrap();
+        let env_file = log.with_extension("env");
+        let lines: Vec<String> = env
+            .iter()
+            .map(|e| {
+                let (k, v) = e.split_once('=').unwrap();
+                assert!(!v.contains('\''), "{k}: a single quote cannot be passed");
+                format!("{k}='{v}'")
+            })
+            .collect();
+        std::fs::write(&env_file, lines.join("\n") + "\n").unwrap();
+        let mut cmd = tokio::process::Command::new("cargo");
+        cmd.current_dir(root())
+            .args([
+                "lambda",
+                "watch",
+                "--invoke-address",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
+            .args(["--timeout", "300", "--ignore-changes", "--env-file"])
+            .arg(&env_file)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .process_group(0);
+        let watch = Watch {
+            child: cmd.spawn().expect("cargo lambda watch starts"),
+        };
+        let started = std::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "cargo lambda watch did not listen: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        watch
+    }
+}
+
 impl Drop for Watch {
     fn drop(&mut self) {
         if let Some(pid) = self.child.id() {
@@ -75,7 +126,6 @@ async fn four_functions_under_cargo_lambda_watch() {
     let codedeploy = FakeCodeDeploy::start(vec![]).await;
     let port = free_port();
     let log = std::env::temp_dir().join(format!("greenlight-e2e-{port}.log"));
-    let log_file = std::fs::File::create(&log).unwrap();
     let env = [
         format!("AWS_ENDPOINT_URL=http://{}", codedeploy.addr),
         "AWS_REGION=us-west-2".into(),
@@ -85,41 +135,7 @@ async fn four_functions_under_cargo_lambda_watch() {
         // cargo lambda watch gives every invocation ten minutes; this makes it one.
         "GREENLIGHT_MAX_INVOCATION=60s".into(),
     ];
-    let mut cmd = tokio::process::Command::new("cargo");
-    cmd.current_dir(root())
-        .args([
-            "lambda",
-            "watch",
-            "--invoke-address",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-            "--timeout",
-            "300",
-            "--ignore-changes",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .process_group(0);
-    for e in &env {
-        cmd.args(["--env-var", e]);
-    }
-    let _watch = Watch {
-        child: cmd.spawn().expect("cargo lambda watch starts"),
-    };
-    let started = std::time::Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "cargo lambda watch did not listen: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let _watch = Watch::start(port, &env, &log).await;
 
     let cases = [
         ("before-install", "ecs-pre-scale-up.json", "SUCCEEDED"),
